@@ -1,0 +1,18 @@
+"""tinydiff: diffusion models that write MNIST digits as tiny videos.
+
+Modules, one concept each: `data` (digits to writing videos), `schedule` (the noise schedule),
+`model` (the dual-branch 3D U-Net), `sampling` (DDPM and DDIM), `train`, `checkpoint`, `metrics`,
+`viz`, `pipeline`, `cli`. Importing the package does no work: no data, models or training.
+"""
+
+from .errors import CheckpointError, ConfigError, DataError, InputError, TinydiffError, TrainingError
+from .model import ModelConfig, VideoUNet, preset
+from .pipeline import Pipeline, pretrained
+from .schedule import NoiseSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CheckpointError", "ConfigError", "DataError", "InputError", "ModelConfig", "NoiseSchedule", "Pipeline",
+    "TinydiffError", "TrainingError", "VideoUNet", "preset", "pretrained", "__version__",
+]

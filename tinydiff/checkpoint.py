@@ -1,0 +1,76 @@
+"""Checkpoints: written atomically, read without executing pickled code, self-describing.
+
+A checkpoint is a dict of plain values and tensors: {"format", "model_config", "model", "ema", ...}.
+`torch.load(..., weights_only=True)` refuses anything else, so a hostile file cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError, ConfigError
+from .model import ModelConfig, VideoUNet
+
+FORMAT = "tinydiff-checkpoint-1"
+
+
+def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
+    """Write `payload` to `path` atomically: a temporary file in the same folder, then a rename.
+
+    A crash at any moment leaves either the previous checkpoint or the new one, never half a file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a checkpoint is an ordinary file
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **payload}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Read a checkpoint written by `save_checkpoint`; any other file raises CheckpointError."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:  # weights_only refused a global: not plain data
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "unsupported content"
+        raise CheckpointError(f"{path} was refused: it holds more than weights ({first[:160]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or not a torch file: "
+                              f"{type(error).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a tinydiff checkpoint")
+    return payload
+
+
+def model_from_checkpoint(payload: dict, use_ema: bool = True) -> VideoUNet:
+    """Rebuild the network a checkpoint describes and load its (EMA) weights."""
+    try:
+        cfg = ModelConfig.from_dict(payload["model_config"])
+    except (KeyError, TypeError, ConfigError) as error:
+        raise CheckpointError(f"the checkpoint's model configuration is unusable: {error}") from None
+    model = VideoUNet(cfg)
+    weights = payload.get("ema") if use_ema and payload.get("ema") is not None else payload.get("model")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        summary = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"the checkpoint's weights do not fit its configuration: {summary}") from None
+    return model.eval()

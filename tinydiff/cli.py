@@ -1,0 +1,115 @@
+"""The `tinydiff` command: a thin layer over the library (the notebooks call the same functions)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import TinydiffError
+
+
+def _train(args) -> None:
+    from .model import preset
+    from .train import TrainConfig, train
+
+    overrides = {k: getattr(args, k) for k in ("prediction", "schedule") if getattr(args, k) is not None}
+    model_cfg = preset(args.preset, **overrides)
+    cfg = TrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, checkpoint_every=args.checkpoint_every, data_root=args.data_root,
+                      train_limit=args.train_limit, device=args.device, threads=args.threads,
+                      cond_drop=args.cond_drop, loss_weighting=args.loss_weighting)
+    result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet)
+    if result.losses:
+        print(f"trained to step {len(result.losses)}; last loss {result.losses[-1]:.4f}; "
+              f"checkpoint: {result.checkpoint}")
+
+
+def _generate(args) -> None:
+    import numpy as np
+
+    from .data import load_mnist, writing_videos
+    from .metrics import frame_iou
+    from .pipeline import Pipeline, pretrained
+    from .viz import save_gif
+
+    pipe = (Pipeline.from_checkpoint(args.checkpoint, device=args.device) if args.checkpoint
+            else pretrained(args.pretrained, device=args.device))
+    options = dict(steps=args.steps, sampler=args.sampler, seed=args.seed, progress=not args.quiet)
+    if args.test_digits:
+        digits, _ = load_mnist(train=False, root=args.data_root)
+        digits = digits[:args.test_digits]
+        videos = pipe.animate(digits, guidance=args.guidance, **options)
+        iou = frame_iou(videos, writing_videos(digits.numpy())).mean().item()
+        print(f"animated {len(digits)} test digits; mean frame IoU against the true videos: {iou:.3f}")
+    else:
+        videos = pipe.generate(args.n, **options)
+        print(f"generated {args.n} unconditional videos")
+    out = Path(args.output)
+    if out.suffix == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, videos.numpy())
+    else:
+        save_gif(videos, out)
+    print(f"wrote {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .model import PRESETS
+    from .sampling import SAMPLERS
+    from .schedule import PREDICTIONS
+
+    parser = argparse.ArgumentParser(prog="tinydiff", description="Tiny video diffusion: MNIST digits written frame by frame.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt if present)",
+                       description="Train a video denoiser on MNIST writing videos. Runs under torchrun too.")
+    p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="model configuration (default: default)")
+    p.add_argument("--out", default="runs/writer", help="run folder holding checkpoint.pt (default: runs/writer)")
+    p.add_argument("--steps", type=int, default=2000, help="total optimiser steps (default: 2000)")
+    p.add_argument("--batch-size", type=int, default=16, help="videos per step and process (default: 16)")
+    p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: 2e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prediction", choices=PREDICTIONS, help="override the preset's prediction target")
+    p.add_argument("--schedule", choices=("linear", "cosine"), help="override the preset's noise schedule")
+    p.add_argument("--loss-weighting", choices=("uniform", "min-snr"), default="uniform")
+    p.add_argument("--cond-drop", type=float, default=0.1, help="probability of dropping the condition (default: 0.1)")
+    p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default: 250)")
+    p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else ~/.cache/tinydiff/data)")
+    p.add_argument("--train-limit", type=int, help="use only the first N training digits")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint.pt exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF",
+                       description="Generate writing videos: unconditional (-n) or animating MNIST test digits.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
+    source.add_argument("--pretrained", default="writer", help="a model shipped with the package (default: writer)")
+    p.add_argument("-n", type=int, default=16, help="number of unconditional videos (default: 16)")
+    p.add_argument("--test-digits", type=int, metavar="K", help="animate the first K MNIST test digits instead")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", help="MNIST root for --test-digits")
+    p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_generate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except TinydiffError as error:
+        print(f"tinydiff: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tinydiff: interrupted; the last checkpoint is kept", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,162 @@
+"""MNIST digits and the "writing" videos made from them.
+
+A static digit becomes a short video of it being written (the original Tiny Diffusion transform):
+ink far from the stroke edge and near the top of the digit appears first, so ink only ever grows and
+the last frame is the whole (binarised) digit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .errors import DataError, InputError
+
+DATA_ENV = "TINYDIFF_DATA"
+FRAMES = 15
+SIZE = 28
+
+
+def default_data_root() -> Path:
+    """The MNIST root: $TINYDIFF_DATA if set, else a per-user cache folder."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "tinydiff" / "data"
+
+
+def as_digits(digits, batch: bool = True) -> np.ndarray:
+    """Validate MNIST-style digits (28x28, 0..255, white ink on black) and return them as float64.
+
+    batch=True expects (N, 28, 28) (a single (28, 28) digit is accepted as N = 1); batch=False expects
+    (28, 28). Anything else raises InputError naming the problem.
+    """
+    array = digits.detach().cpu().numpy() if isinstance(digits, torch.Tensor) else np.asarray(digits)
+    if batch and array.shape == (SIZE, SIZE):
+        array = array[None]
+    expected = f"(N, {SIZE}, {SIZE})" if batch else f"({SIZE}, {SIZE})"
+    if array.shape[-2:] != (SIZE, SIZE) or array.ndim != (3 if batch else 2):
+        raise InputError(f"digits must be an array of shape {expected}, got shape {tuple(array.shape)}")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise InputError(f"digits must hold numbers 0..255, got dtype {array.dtype}")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        raise InputError("digits must hold finite values 0..255; they contain NaN or inf")
+    if array.size and (array.min() < 0 or array.max() > 255):
+        raise InputError(f"digits must hold values 0..255 (white ink on black), got {array.min():g}..{array.max():g}")
+    return array
+
+
+def _priorities(digits: np.ndarray) -> np.ndarray:
+    """Priority maps of validated digits: (N, 28, 28) float64 0..255 -> (N, 28, 28) float64."""
+    binary = digits / 255.0 > 0.5
+    gradient = np.linspace(1.0, 0.0, SIZE)[:, None] + 0.5  # 1.0 on the top row, 0.0 on the bottom, + 0.5
+    edt = np.stack([ndimage.distance_transform_edt(b) for b in binary]) if len(binary) else np.zeros_like(digits)
+    return edt * gradient * binary
+
+
+def _frames_from_priorities(priority: np.ndarray, frames: int) -> torch.Tensor:
+    """(N, 28, 28) priorities -> (N, frames, 28, 28) float32: frame k keeps priority > (1 - k/frames) max."""
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
+        raise InputError(f"frames must be a positive integer, got {frames!r}")
+    k = np.arange(1, frames + 1, dtype=np.float64)[None, :, None, None]
+    peak = priority.max(axis=(1, 2), initial=0.0)[:, None, None, None]
+    thresholds = (1.0 - k / frames) * (peak + 1e-5)
+    return torch.from_numpy(priority[:, None] > thresholds).float()
+
+
+def writing_priority(digit) -> np.ndarray:
+    """Priority map of one digit: EDT(ink) x (vertical gradient + 0.5), zero off the ink.
+
+    digit: (28, 28) uint8 array or tensor, 0..255, white ink on black. Returns (28, 28) float64.
+    """
+    return _priorities(as_digits(digit, batch=False)[None])[0]
+
+
+def writing_video(digit, frames: int = FRAMES) -> torch.Tensor:
+    """The writing video of one digit: frame k shows the ink whose priority exceeds (1 - k/frames) max.
+
+    binary = digit/255 > 0.5; priority = EDT(binary) x (g + 0.5) with g = 1 on the top row and 0 on
+    the bottom row; frame k (k = 1..frames) = priority > (1 - k/frames)(max priority + 1e-5).
+
+    Args:
+        digit: (28, 28) uint8 array or tensor, 0..255, white ink on black.
+        frames: number of frames (>= 1); the last frame is the binarised digit.
+    Returns:
+        (frames, 28, 28) float32 tensor of 0s and 1s; an empty digit gives an empty video.
+    """
+    return _frames_from_priorities(_priorities(as_digits(digit, batch=False)[None]), frames)[0]
+
+
+def writing_videos(digits, frames: int = FRAMES) -> torch.Tensor:
+    """writing_video for a batch: (N, 28, 28) uint8 -> (N, frames, 28, 28) float32 in {0, 1}."""
+    return _frames_from_priorities(_priorities(as_digits(digits)), frames)
+
+
+def condition_from_digits(digits) -> torch.Tensor:
+    """The model's condition, the finished digit: (N, 28, 28) uint8 0..255 -> (N, 1, 28, 28) in {-1, 1}.
+
+    It equals the last frame of the digit's writing video.
+    """
+    binary = torch.from_numpy(as_digits(digits) / 255.0 > 0.5)
+    return (binary.float() * 2 - 1).unsqueeze(1)
+
+
+def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True):
+    """MNIST digits through torchvision: (images uint8 (N, 28, 28), labels int64 (N,)).
+
+    Reads `root` (else $TINYDIFF_DATA, else a per-user cache folder). If the files are not there and
+    `download` is true, tries to download them; offline with nothing on disk, raises DataError.
+    """
+    from torchvision.datasets import MNIST
+
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    split = "train" if train else "test"
+    try:
+        dataset = MNIST(str(root), train=train, download=False)
+    except RuntimeError:  # torchvision: "Dataset not found"
+        if not download:
+            raise DataError(f"MNIST ({split}) not found under {root}; set {DATA_ENV} to a folder holding MNIST/raw") from None
+        try:
+            dataset = MNIST(str(root), train=train, download=True)
+        except Exception as error:  # network down, folder not writable, ...
+            raise DataError(
+                f"MNIST ({split}) not found under {root} and could not be downloaded "
+                f"({type(error).__name__}: {error}); set {DATA_ENV} to a folder holding MNIST/raw"
+            ) from None
+    except Exception as error:  # a truncated or corrupt idx file
+        raise DataError(f"MNIST ({split}) under {root} could not be read ({type(error).__name__}: {error})") from None
+    return dataset.data.clone(), dataset.targets.clone()
+
+
+class WritingVideos(torch.utils.data.Dataset):
+    """MNIST as writing videos, built once in memory.
+
+    Item i is (video, condition, label): video (1, T, 28, 28) in [-1, 1], condition (1, 28, 28) in
+    [-1, 1] (the finished digit, i.e. the video's last frame), label an int.
+
+    Args:
+        train: training or test split.
+        root: MNIST root (see `load_mnist`).
+        limit: keep only the first `limit` digits (quick experiments).
+        frames: frames per video.
+    """
+
+    def __init__(self, train: bool = True, root=None, limit: int | None = None, frames: int = FRAMES):
+        images, labels = load_mnist(train=train, root=root)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        self.digits = images  # (N, 28, 28) uint8
+        self.labels = labels  # (N,)
+        self.videos = (writing_videos(images.numpy(), frames) * 2 - 1).unsqueeze(1)  # (N, 1, T, 28, 28)
+        self.conditions = condition_from_digits(images)  # (N, 1, 28, 28)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.videos[i], self.conditions[i], int(self.labels[i])

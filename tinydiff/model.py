@@ -1,0 +1,298 @@
+"""The video denoiser: a 3D U-Net with dual-branch (spatial + temporal) convolutions and temporal attention.
+
+Every tensor inside is laid out (B, C, T, H, W): batch, channels, frames, rows, columns.
+
+Design, following the original Tiny Diffusion network:
+- each 3D convolution is split into a spatial branch, kernel (1, 3, 3), and a temporal branch, kernel
+  (3, 1, 1), whose outputs are added (`DualConv`);
+- temporal self-attention lets every pixel attend over the T frames at the same place (`TemporalAttention`);
+- the timestep enters through an embedding MLP; image-to-video conditioning enters as an extra input
+  channel holding the finished digit, zeros meaning "no condition" (classifier-free guidance).
+With `temporal_conv` and `temporal_attention` both off, no operation mixes frames: the network is a
+per-frame 2D model, the ablation of the temporal-consistency chapter. Its normalisation is per frame too
+(group norm over each frame; batch norm in eval mode).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError
+from .schedule import PREDICTIONS, NoiseSchedule
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a denoiser and its diffusion process; stored in every checkpoint."""
+
+    channels: tuple[int, ...] = (32, 64, 128)  # width of each resolution level (28, 14, 7 px)
+    blocks_per_level: int = 1  # residual blocks per level, on the way down and on the way up
+    attention_levels: tuple[int, ...] = (1, 2)  # levels (0 = full resolution) with temporal attention
+    attention_heads: int = 4
+    norm: str = "group"  # "group" (per-frame GroupNorm) or "batch" (BatchNorm3d, the original's)
+    groups: int = 8  # groups of the group norm
+    activation: str = "silu"  # "silu" or "relu" (the original's)
+    time_embedding: str = "sinusoidal"  # "sinusoidal" + MLP, or "mlp" on t / T (the original's)
+    temporal_conv: bool = True  # the (3, 1, 1) branch of every convolution
+    temporal_attention: bool = True  # attention over frames at `attention_levels`
+    coord_channels: bool = True  # input channels holding the row and the frame position
+    conditional: bool = True  # an input channel holding the finished digit (image-to-video)
+    frames: int = 15
+    size: int = 28
+    prediction: str = "eps"  # what the network outputs: "eps", "v" or "x0"
+    schedule: str = "linear"  # noise schedule: "linear" or "cosine"
+    num_timesteps: int = 1000
+
+    def __post_init__(self):
+        self.channels = tuple(int(c) for c in self.channels)
+        self.attention_levels = tuple(int(a) for a in self.attention_levels)
+        choices = {"norm": ("group", "batch"), "activation": ("silu", "relu"),
+                   "time_embedding": ("sinusoidal", "mlp"), "prediction": PREDICTIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError(f"channels must be positive widths, got {self.channels}")
+        if self.norm == "group" and any(c % self.groups for c in self.channels):
+            raise ConfigError(f"every width in channels {self.channels} must be divisible by groups={self.groups}")
+        if any(c % self.attention_heads for c in self.channels):
+            raise ConfigError(f"every width in channels {self.channels} must be divisible by attention_heads")
+        if any(not 0 <= a < len(self.channels) for a in self.attention_levels):
+            raise ConfigError(f"attention_levels {self.attention_levels} must lie in 0..{len(self.channels) - 1}")
+        if self.size % 2 ** (len(self.channels) - 1):
+            raise ConfigError(f"size {self.size} cannot be halved {len(self.channels) - 1} times")
+        NoiseSchedule(self.schedule, self.num_timesteps)  # validates the schedule's name and length
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # The original Tiny Diffusion network: BatchNorm3d + ReLU, an MLP on the timestep, no attention.
+    "original": ModelConfig(channels=(32, 64, 128), blocks_per_level=2, attention_levels=(), norm="batch",
+                            activation="relu", time_embedding="mlp", temporal_attention=False,
+                            coord_channels=False),
+    # The course's default: compact, with coordinates, temporal attention on the coarse levels.
+    "default": ModelConfig(channels=(16, 32, 64), blocks_per_level=1, attention_levels=(1, 2),
+                           prediction="v", schedule="cosine"),
+    # The ablations of the temporal-consistency chapter, identical but for what mixes frames.
+    "per-frame": ModelConfig(channels=(16, 32, 64), temporal_conv=False, temporal_attention=False,
+                             prediction="v", schedule="cosine"),
+    "temporal-conv": ModelConfig(channels=(16, 32, 64), temporal_attention=False,
+                                 prediction="v", schedule="cosine"),
+    # Test-sized: a few thousand parameters.
+    "tiny": ModelConfig(channels=(8, 16), attention_levels=(1,), attention_heads=2, groups=4,
+                        prediction="v", schedule="cosine"),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A named configuration, optionally with some fields replaced."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return ModelConfig.from_dict({**PRESETS[name].to_dict(), **overrides})
+
+
+# -- building blocks ---------------------------------------------------------------------------------
+
+
+class FrameGroupNorm(nn.Module):
+    """GroupNorm computed separately for every frame, so that normalising never mixes frames."""
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        xg = x.reshape(b, self.groups, c // self.groups, t, h * w)
+        var, mean = torch.var_mean(xg, dim=(2, 4), keepdim=True, unbiased=False)  # per (sample, group, frame)
+        x = ((xg - mean) * torch.rsqrt(var + self.eps)).reshape(b, c, t, h, w)
+        return x * self.weight.view(1, c, 1, 1, 1) + self.bias.view(1, c, 1, 1, 1)
+
+
+def make_norm(cfg: ModelConfig, channels: int) -> nn.Module:
+    return FrameGroupNorm(cfg.groups, channels) if cfg.norm == "group" else nn.BatchNorm3d(channels)
+
+
+def make_activation(cfg: ModelConfig) -> nn.Module:
+    return nn.SiLU() if cfg.activation == "silu" else nn.ReLU()
+
+
+class DualConv(nn.Module):
+    """A 3x3x3 convolution split into a spatial (1, 3, 3) and a temporal (3, 1, 1) branch, summed.
+
+    (B, C_in, T, H, W) -> (B, C_out, T, H, W). 12 C_in C_out weights per output instead of 27 C_in C_out.
+    """
+
+    def __init__(self, c_in: int, c_out: int, temporal: bool = True):
+        super().__init__()
+        self.spatial = nn.Conv3d(c_in, c_out, (1, 3, 3), padding=(0, 1, 1))
+        self.temporal = nn.Conv3d(c_in, c_out, (3, 1, 1), padding=(1, 0, 0), bias=False) if temporal else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.spatial(x)
+        return out if self.temporal is None else out + self.temporal(x)
+
+
+class ResBlock(nn.Module):
+    """norm -> act -> DualConv -> + time embedding -> norm -> act -> DualConv, plus a skip connection."""
+
+    def __init__(self, cfg: ModelConfig, c_in: int, c_out: int, emb_dim: int):
+        super().__init__()
+        self.norm1, self.norm2 = make_norm(cfg, c_in), make_norm(cfg, c_out)
+        self.act = make_activation(cfg)
+        self.conv1 = DualConv(c_in, c_out, cfg.temporal_conv)
+        self.conv2 = DualConv(c_out, c_out, cfg.temporal_conv)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act(self.norm1(x)))
+        h = h + self.emb(emb)[:, :, None, None, None]  # (B, C) -> (B, C, 1, 1, 1)
+        h = self.conv2(self.act(self.norm2(h)))
+        return h + self.skip(x)
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer-style sin/cos features: (N,) float -> (N, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device) / half)
+    angles = positions.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention over frames: each pixel (b, h, w) attends over its T frames.
+
+    (B, C, T, H, W) -> (B, C, T, H, W), residual; the output projection starts at zero so that a new
+    block begins as the identity. Frame positions enter as fixed sinusoidal features.
+    """
+
+    def __init__(self, channels: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = nn.Linear(channels, channels)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        tokens = x.permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # 'b c t h w -> (b h w) t c'
+        frames = sinusoidal_embedding(torch.arange(t, device=x.device), c).to(x.dtype)
+        q, k, v = self.qkv(self.norm(tokens) + frames).chunk(3, dim=-1)
+        q, k, v = (z.reshape(b * h * w, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
+        attended = F.scaled_dot_product_attention(q, k, v)  # (BHW, heads, T, C/heads)
+        attended = self.out(attended.transpose(1, 2).reshape(b * h * w, t, c))
+        return x + attended.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2)  # back to (B, C, T, H, W)
+
+
+class TimeEmbedding(nn.Module):
+    """Timestep t (B,) long -> (B, dim): an MLP on t / T (the original's choice) or on sinusoidal features."""
+
+    def __init__(self, cfg: ModelConfig, dim: int):
+        super().__init__()
+        self.kind, self.num_timesteps, self.dim = cfg.time_embedding, cfg.num_timesteps, dim
+        self.mlp = nn.Sequential(nn.Linear(1 if self.kind == "mlp" else dim, dim), make_activation(cfg),
+                                 nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        if self.kind == "mlp":  # scaled to [0, 1): a raw integer timestep would saturate the first layer
+            return self.mlp((t.float() / self.num_timesteps)[:, None])
+        return self.mlp(sinusoidal_embedding(t, self.dim))
+
+
+class Level(nn.Module):
+    """The residual blocks (and attention) of one resolution level on one side of the U."""
+
+    def __init__(self, cfg: ModelConfig, c_in: int, c_out: int, emb_dim: int, attention: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            ResBlock(cfg, c_in if i == 0 else c_out, c_out, emb_dim) for i in range(cfg.blocks_per_level)
+        )
+        self.attention = TemporalAttention(c_out, cfg.attention_heads) if attention else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, emb)
+        return x if self.attention is None else self.attention(x)
+
+
+# -- the network -------------------------------------------------------------------------------------
+
+
+class VideoUNet(nn.Module):
+    """The denoiser: (x_t (B, 1, T, H, W), t (B,), condition (B, 1, H, W) or None) -> (B, 1, T, H, W).
+
+    The output is the prediction named by `cfg.prediction`. condition=None (or zeros) asks for an
+    unconditional prediction.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        widths = cfg.channels
+        emb_dim = 4 * widths[0]
+        attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(len(widths))]
+        in_channels = 1 + int(cfg.conditional) + 2 * int(cfg.coord_channels)
+        self.time = TimeEmbedding(cfg, emb_dim)
+        self.stem = DualConv(in_channels, widths[0], cfg.temporal_conv)
+        self.down = nn.ModuleList(
+            Level(cfg, widths[max(i - 1, 0)], w, emb_dim, attention[i]) for i, w in enumerate(widths)
+        )
+        self.middle = Level(cfg, widths[-1], widths[-1], emb_dim, attention[-1])
+        self.up = nn.ModuleList(Level(cfg, 2 * w, w, emb_dim, attention[i]) for i, w in enumerate(widths))
+        # Up-sampling from level i + 1 to level i: nearest neighbour in space, then a spatial conv.
+        self.upsample = nn.ModuleList(nn.Conv3d(widths[i + 1], widths[i], (1, 3, 3), padding=(0, 1, 1))
+                                      for i in range(len(widths) - 1))
+        self.head = nn.Sequential(make_norm(cfg, widths[0]), make_activation(cfg),
+                                  DualConv(widths[0], 1, cfg.temporal_conv))
+
+    def _inputs(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        b, _, t, h, w = x.shape
+        parts = [x]
+        if self.cfg.conditional:
+            cond = torch.zeros(b, 1, h, w, dtype=x.dtype, device=x.device) if condition is None else condition
+            parts.append(cond.to(x.dtype)[:, :, None].expand(b, 1, t, h, w))  # the digit in every frame
+        if self.cfg.coord_channels:
+            rows = torch.linspace(1, -1, h, dtype=x.dtype, device=x.device).view(1, 1, 1, h, 1)
+            frame = torch.linspace(-1, 1, t, dtype=x.dtype, device=x.device).view(1, 1, t, 1, 1)
+            parts += [rows.expand(b, 1, t, h, w), frame.expand(b, 1, t, h, w)]
+        return torch.cat(parts, dim=1)  # (B, C_in, T, H, W)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(t)
+        h = self.stem(self._inputs(x, condition))
+        skips = []
+        for i, level in enumerate(self.down):
+            h = level(h, emb)
+            skips.append(h)
+            if i < len(self.down) - 1:
+                h = F.avg_pool3d(h, (1, 2, 2))  # halve H and W, keep T
+        h = self.middle(h, emb)
+        for i in reversed(range(len(self.up))):
+            if i < len(self.up) - 1:
+                h = self.upsample[i](F.interpolate(h, scale_factor=(1, 2, 2), mode="nearest"))
+            h = self.up[i](torch.cat([h, skips.pop()], dim=1), emb)
+        return self.head(h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

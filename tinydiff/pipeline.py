@@ -1,0 +1,132 @@
+"""The user-facing pipeline: a trained denoiser that animates digits and generates videos."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from typing import Iterator
+
+import torch
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data import condition_from_digits
+from .errors import CheckpointError, ConfigError, InputError
+from .model import VideoUNet
+from .sampling import SamplerStep, guided, sample_steps
+from .schedule import NoiseSchedule
+
+# Checkpoints shipped inside the package (tinydiff/weights/NAME.pt).
+PRETRAINED = ("writer",)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _generator(seed: int | None) -> torch.Generator:
+    if seed is None:
+        return torch.Generator().manual_seed(torch.seed())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer or None, got {seed!r}")
+    return torch.Generator().manual_seed(seed)
+
+
+class Pipeline:
+    """A denoiser with its noise schedule, ready to sample writing videos.
+
+    Args:
+        model: a trained `VideoUNet` (its config names the schedule and prediction target).
+        device: where to run; None picks CUDA when available, else the CPU.
+    """
+
+    def __init__(self, model: VideoUNet, device: torch.device | str | None = None):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.to(self.device).eval()
+        self.cfg = model.cfg
+        self.schedule = NoiseSchedule(self.cfg.schedule, self.cfg.num_timesteps)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True) -> "Pipeline":
+        """Load any checkpoint written by `tinydiff.train` (the EMA weights by default)."""
+        return cls(model_from_checkpoint(load_checkpoint(path), use_ema=use_ema), device)
+
+    def _shape(self, n: int) -> tuple[int, ...]:
+        return (n, 1, self.cfg.frames, self.cfg.size, self.cfg.size)
+
+    def _denoiser(self, condition: torch.Tensor | None, guidance: float):
+        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance == guidance:
+            raise InputError(f"guidance must be a number, got {guidance!r}")
+        if condition is not None and not self.cfg.conditional:
+            raise ConfigError("this model was trained without a condition; use generate()")
+        denoise = guided(self.model, condition, float(guidance))
+
+        def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                return denoise(x, t).float()
+
+        return run
+
+    def steps(self, digits=None, n: int | None = None, steps: int = 50, sampler: str = "ddim",
+              seed: int | None = None, guidance: float = 1.0, eta: float = 0.0,
+              progress: bool = False) -> Iterator[SamplerStep]:
+        """Every step of one sampling run (x_t and the predicted x_0 in [-1, 1], (N, 1, T, H, W)).
+
+        Pass `digits` ((N, 28, 28) uint8, white ink on black) to animate them, or `n` for unconditional
+        videos. This is what the course's sliders scrub.
+        """
+        if (digits is None) == (n is None):
+            raise InputError("pass either digits (to animate) or n (to generate), not both")
+        if digits is not None:
+            condition = condition_from_digits(digits).to(self.device)
+            n = condition.shape[0]
+        else:
+            condition = None
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise InputError(f"n must be a positive integer, got {n!r}")
+        return sample_steps(self._denoiser(condition, guidance), self.schedule, self.cfg.prediction,
+                            self._shape(n), sampler=sampler, steps=steps if sampler == "ddim" else None,
+                            eta=eta, generator=_generator(seed), device=self.device, progress=progress)
+
+    def _run(self, **kwargs) -> torch.Tensor:
+        x = None
+        for step in self.steps(**kwargs):
+            x = step.x_prev
+        return to_frames(x)
+
+    def animate(self, digits, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
+                guidance: float = 1.0, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+        """Image-to-video: the writing video of each digit.
+
+        Args:
+            digits: (N, 28, 28) uint8 (or a single (28, 28)) MNIST-style digits, white ink on black.
+            steps: DDIM steps (DDPM always takes all T).
+            sampler: "ddim" or "ddpm".
+            seed: seed for reproducible videos.
+            guidance: classifier-free guidance scale; 1 = conditional model, 0 = unconditional.
+        Returns:
+            (N, T, 28, 28) float tensor in [0, 1] on the CPU.
+        """
+        return self._run(digits=digits, steps=steps, sampler=sampler, seed=seed, guidance=guidance,
+                         eta=eta, progress=progress)
+
+    def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
+                 eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+        """Unconditional videos: (n, T, 28, 28) float tensor in [0, 1] on the CPU."""
+        return self._run(n=n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress)
+
+
+def to_frames(x: torch.Tensor) -> torch.Tensor:
+    """Model space (N, 1, T, H, W) in [-1, 1] -> (N, T, H, W) in [0, 1] on the CPU."""
+    return ((x[:, 0].float().cpu() + 1) / 2).clamp(0, 1)
+
+
+def pretrained(name: str = "writer", device=None) -> Pipeline:
+    """A pipeline for a checkpoint shipped inside the package."""
+    if name not in PRETRAINED:
+        raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
+    weights = resources.files("tinydiff") / "weights" / f"{name}.pt"
+    if not weights.is_file():
+        raise CheckpointError(f"the pretrained model {name!r} is not shipped with this copy of tinydiff; "
+                              "train one with `tinydiff train` and load it with Pipeline.from_checkpoint")
+    with resources.as_file(weights) as path:
+        return Pipeline.from_checkpoint(path, device=device)

@@ -1,0 +1,174 @@
+"""Samplers: DDPM ancestral sampling and DDIM, one loop that exposes every step.
+
+Both samplers share one signature (as in k-diffusion): a `denoise(x_t, t) -> model_output` function, a
+`NoiseSchedule`, the prediction type and the shape. `sample_steps` yields a `SamplerStep` per step, so
+sliders and animations consume the same loop that `sample` runs.
+
+Noise is drawn on the CPU from a seedable `torch.Generator`, then moved to the model's device: the same
+seed gives the same videos on any device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import ConfigError
+from .schedule import NoiseSchedule
+
+SAMPLERS = ("ddpm", "ddim")
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SamplerStep:
+    """One reverse step: x_t at timestep t, the predicted x_0 there, and the x_{t'} it moved to."""
+
+    index: int  # 0 .. steps-1
+    t: int  # the timestep of x_t
+    x_t: torch.Tensor  # (B, C, T, H, W)
+    pred_x0: torch.Tensor  # (B, C, T, H, W)
+    x_prev: torch.Tensor  # (B, C, T, H, W), the sample at the next (smaller) timestep
+
+
+def timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """The timesteps a sampler visits, largest first, "trailing" spacing (Lin et al. 2024, table 2).
+
+    Starts at T - 1, the pure-noise end, for any number of steps; steps = T gives T-1, ..., 0.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_timesteps:
+        raise ConfigError(f"steps must be an integer from 1 to {num_timesteps}, got {steps!r}")
+    ratio = num_timesteps / steps
+    return [round(num_timesteps - i * ratio) - 1 for i in range(steps)]
+
+
+def ddpm_step(schedule: NoiseSchedule, x_t, t: torch.Tensor, pred_x0, noise) -> torch.Tensor:
+    """DDPM ancestral step (Ho et al. 2020, eq. 6-7, "fixed small" variance): x_{t-1} ~ q(x_{t-1} | x_t, x0_hat).
+
+    t: (B,); x_t, pred_x0, noise: (B, C, T, H, W). No noise is added at t = 0.
+    """
+    mean, variance = schedule.q_posterior(pred_x0, x_t, t)
+    nonzero = (t > 0).to(x_t.dtype).reshape(-1, *([1] * (x_t.dim() - 1)))
+    return mean + nonzero * variance.sqrt() * noise
+
+
+def ddim_step(schedule: NoiseSchedule, x_t, t: torch.Tensor, t_prev: torch.Tensor, pred_x0, pred_eps,
+              eta: float, noise) -> torch.Tensor:
+    """DDIM step from t to t_prev (Song et al. 2021, eq. 12 and 16); t_prev = -1 means x_0.
+
+    sigma^2 = eta^2 (1 - ab_prev)/(1 - ab_t) (1 - ab_t/ab_prev): eta = 0 is deterministic, eta = 1 over
+    all T steps is DDPM.
+    """
+    ab_t, ab_prev = schedule.alpha_bar(t, x_t), schedule.alpha_bar(t_prev, x_t)
+    sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
+    direction = (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * pred_eps  # "direction pointing to x_t"
+    return ab_prev.sqrt() * pred_x0 + direction + sigma * noise
+
+
+def sample_steps(
+    denoise: Denoiser,
+    schedule: NoiseSchedule,
+    prediction: str,
+    shape: tuple[int, ...],
+    sampler: str = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    x_T: torch.Tensor | None = None,
+    clip_x0: bool = True,
+    progress: bool = False,
+) -> Iterator[SamplerStep]:
+    """Run the reverse chain and yield every step.
+
+    Args:
+        denoise: (x_t (B, ...), t (B,) long) -> network output (the `prediction` named).
+        schedule: the noise schedule the network was trained with.
+        prediction: "eps", "v" or "x0".
+        shape: (B, C, T, H, W) of the samples.
+        sampler: "ddpm" (all T steps) or "ddim".
+        steps: number of DDIM steps (default 50); DDPM always takes all T steps.
+        eta: DDIM stochasticity in [0, 1].
+        generator: CPU generator for x_T and the per-step noise (reproducible across devices).
+        x_T: start from this noise instead of drawing it.
+        clip_x0: clip the predicted x_0 to [-1, 1] (the data range) before stepping.
+        progress: show a progress bar.
+    """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r}; known samplers: {', '.join(SAMPLERS)}")
+    if sampler == "ddpm":
+        if steps not in (None, schedule.num_timesteps):
+            raise ConfigError(f"DDPM takes all {schedule.num_timesteps} steps; use sampler='ddim' for {steps}")
+        steps = schedule.num_timesteps
+    elif steps is None:
+        steps = 50
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(f"eta must lie in [0, 1], got {eta!r}")
+    visited = timesteps(schedule.num_timesteps, steps)
+
+    def randn() -> torch.Tensor:
+        return torch.randn(shape, generator=generator).to(device)
+
+    x = randn() if x_T is None else x_T.to(device)
+    for i, t_value in enumerate(tqdm(visited, desc=sampler.upper(), disable=not progress, leave=False)):
+        t = torch.full((shape[0],), t_value, dtype=torch.long, device=device)
+        with torch.no_grad():
+            output = denoise(x, t).to(x.dtype)
+        pred_x0, pred_eps = schedule.split_prediction(prediction, output, x, t)
+        if clip_x0:
+            pred_x0 = pred_x0.clamp(-1, 1)
+            pred_eps = schedule.eps_from_x0(pred_x0, x, t)
+        last = i == len(visited) - 1
+        noise = torch.zeros_like(x) if last or (sampler == "ddim" and eta == 0) else randn()
+        if sampler == "ddpm":
+            x_prev = ddpm_step(schedule, x, t, pred_x0, noise)
+        else:
+            t_prev = torch.full_like(t, -1 if last else visited[i + 1])
+            x_prev = ddim_step(schedule, x, t, t_prev, pred_x0, pred_eps, eta, noise)
+        yield SamplerStep(i, t_value, x, pred_x0, x_prev)
+        x = x_prev
+
+
+def sample(denoise: Denoiser, schedule: NoiseSchedule, prediction: str, shape, *,
+           callback: Callable[[SamplerStep], None] | None = None, **kwargs) -> torch.Tensor:
+    """Run `sample_steps` to the end and return x_0, (B, C, T, H, W); `callback` sees every step."""
+    x = None
+    for step in sample_steps(denoise, schedule, prediction, shape, **kwargs):
+        if callback is not None:
+            callback(step)
+        x = step.x_prev
+    return x
+
+
+def ddpm_sample(denoise: Denoiser, schedule: NoiseSchedule, prediction: str, shape, **kwargs) -> torch.Tensor:
+    """DDPM ancestral sampling over all T steps (Ho et al. 2020, algorithm 2)."""
+    return sample(denoise, schedule, prediction, shape, sampler="ddpm", **kwargs)
+
+
+def ddim_sample(denoise: Denoiser, schedule: NoiseSchedule, prediction: str, shape, steps: int = 50,
+                eta: float = 0.0, **kwargs) -> torch.Tensor:
+    """DDIM sampling over `steps` steps (Song et al. 2021, eq. 12)."""
+    return sample(denoise, schedule, prediction, shape, sampler="ddim", steps=steps, eta=eta, **kwargs)
+
+
+def guided(model, condition: torch.Tensor | None, guidance: float = 1.0) -> Denoiser:
+    """Classifier-free guidance (Ho & Salimans 2022) as a denoiser for the samplers.
+
+    Convention: output = uncond + guidance (cond - uncond). guidance = 1 is the plain conditional model,
+    0 the unconditional one, > 1 pushes further toward the condition. One batched forward pass computes
+    both branches. condition: (B, 1, H, W) in [-1, 1], or None for unconditional sampling.
+    """
+    if condition is None or guidance == 1.0:
+        return lambda x, t: model(x, t, condition)
+    if guidance == 0.0:
+        return lambda x, t: model(x, t, None)
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)]))
+        cond, uncond = both.chunk(2)
+        return uncond + guidance * (cond - uncond)
+
+    return denoise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def _train(args) -> None:
                       train_limit=args.train_limit, device=args.device, threads=args.threads,
                       cond_drop=args.cond_drop, loss_weighting=args.loss_weighting)
     result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet)
-    if result.losses:
+    if result.losses and os.environ.get("RANK", "0") == "0":
         print(f"trained to step {len(result.losses)}; last loss {result.losses[-1]:.4f}; "
               f"checkpoint: {result.checkpoint}")
 

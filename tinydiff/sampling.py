@@ -62,10 +62,12 @@ def ddim_step(schedule: NoiseSchedule, x_t, t: torch.Tensor, t_prev: torch.Tenso
     sigma^2 = eta^2 (1 - ab_prev)/(1 - ab_t) (1 - ab_t/ab_prev): eta = 0 is deterministic, eta = 1 over
     all T steps is DDPM.
     """
-    ab_t, ab_prev = schedule.alpha_bar(t, x_t), schedule.alpha_bar(t_prev, x_t)
-    sigma = eta * ((1 - ab_prev) / (1 - ab_t) * (1 - ab_t / ab_prev)).sqrt()
-    direction = (1 - ab_prev - sigma**2).clamp(min=0).sqrt() * pred_eps  # "direction pointing to x_t"
-    return ab_prev.sqrt() * pred_x0 + direction + sigma * noise
+    sa_t, sb_t = schedule.scales(t, x_t, torch.float64)  # coefficients in float64, cast at the end
+    sa_prev, sb_prev = schedule.scales(t_prev, x_t, torch.float64)
+    sigma = eta * sb_prev / sb_t * (1 - (sa_t / sa_prev) ** 2).sqrt()
+    direction = (sb_prev**2 - sigma**2).clamp(min=0).sqrt()  # scale of the "direction pointing to x_t"
+    return (sa_prev.to(x_t.dtype) * pred_x0 + direction.to(x_t.dtype) * pred_eps
+            + sigma.to(x_t.dtype) * noise)
 
 
 def sample_steps(

@@ -38,13 +38,13 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
 _BETA_SCHEDULES: dict[str, Callable[[int], torch.Tensor]] = {"linear": linear_betas, "cosine": cosine_betas}
 
 
-def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Gather table[t] for a batch of timesteps and shape it to broadcast against `like`.
 
     table: (T,) float64; t: (B,) long; like: (B, ...), e.g. (B, C, T, H, W). Returns (B, 1, 1, ...)
-    in like's dtype and device.
+    on like's device, in `dtype` (default: like's dtype).
     """
-    out = table.to(like.device)[t.to(like.device)].to(like.dtype)
+    out = table.to(like.device)[t.to(like.device)].to(dtype or like.dtype)
     return out.reshape(t.shape[0], *([1] * (like.dim() - 1)))
 
 
@@ -72,6 +72,10 @@ class NoiseSchedule:
         self.posterior_variance = self.betas * (1.0 - self.alphas_cumprod_prev) / one_minus
         self.posterior_coef_x0 = self.betas * self.alphas_cumprod_prev.sqrt() / one_minus
         self.posterior_coef_xt = (1.0 - self.alphas_cumprod_prev) * self.alphas.sqrt() / one_minus
+        # sqrt(ab) and sqrt(1 - ab) in float64, with a last entry for t = -1 ("x_0 itself": ab = 1), so
+        # that 1 - ab keeps its precision near t = 0 whatever the dtype of the data.
+        self._sqrt_ab = torch.cat([self.alphas_cumprod.sqrt(), torch.ones(1, dtype=torch.float64)])
+        self._sqrt_one_minus_ab = torch.cat([one_minus.sqrt(), torch.zeros(1, dtype=torch.float64)])
 
     def __repr__(self) -> str:
         return f"NoiseSchedule({self.name!r}, num_timesteps={self.num_timesteps})"
@@ -81,22 +85,24 @@ class NoiseSchedule:
         table = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
         return table if t is None else table[t]
 
-    def alpha_bar(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """alpha_bar_t shaped to broadcast against `like`; t = -1 means "before any noise" (alpha_bar = 1)."""
-        table = torch.cat([self.alphas_cumprod, torch.ones(1, dtype=torch.float64)])
-        return extract(table, t, like)  # index -1 picks the appended 1.0
+    def scales(self, t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None):
+        """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) shaped to broadcast against `like`.
+
+        t: (B,) long; t = -1 means "before any noise" (alpha_bar = 1). dtype defaults to like's.
+        """
+        return extract(self._sqrt_ab, t, like, dtype), extract(self._sqrt_one_minus_ab, t, like, dtype)
 
     # -- the forward process -------------------------------------------------------------------------
 
     def q_mean_variance(self, x0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)  (DDPM eq. 4)."""
-        ab = self.alpha_bar(t, x0)
-        return ab.sqrt() * x0, (1.0 - ab).expand_as(x0)
+        sa, sb = self.scales(t, x0)
+        return sa * x0, (sb**2).expand_as(x0)
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The "teleport": draw x_t ~ q(x_t | x_0) in one step. x0, noise: (B, ...); t: (B,)."""
-        ab = self.alpha_bar(t, x0)
-        return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
+        sa, sb = self.scales(t, x0)
+        return sa * x0 + sb * noise
 
     def q_step(self, x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One noising step q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)  (DDPM eq. 2)."""
@@ -117,8 +123,8 @@ class NoiseSchedule:
         if prediction == "x0":
             return x0
         if prediction == "v":
-            ab = self.alpha_bar(t, x0)
-            return ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+            sa, sb = self.scales(t, x0)
+            return sa * noise - sb * x0
         raise ConfigError(f"unknown prediction target {prediction!r}; known targets: {', '.join(PREDICTIONS)}")
 
     def split_prediction(
@@ -128,8 +134,7 @@ class NoiseSchedule:
 
         model_output, xt: (B, ...); t: (B,).
         """
-        ab = self.alpha_bar(t, xt)
-        sa, sb = ab.sqrt(), (1.0 - ab).sqrt()
+        sa, sb = self.scales(t, xt)
         if prediction == "eps":
             eps = model_output
             return (xt - sb * eps) / sa, eps
@@ -142,5 +147,5 @@ class NoiseSchedule:
 
     def eps_from_x0(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise that takes x0 to xt at step t (used after clipping x0_hat)."""
-        ab = self.alpha_bar(t, xt)
-        return (xt - ab.sqrt() * x0) / (1.0 - ab).sqrt()
+        sa, sb = self.scales(t, xt)
+        return (xt - sa * x0) / sb

@@ -129,12 +129,15 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(b)
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progress: bool = True) -> TrainResult:
+def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progress: bool = True,
+          until: int | None = None) -> TrainResult:
     """Train (or resume training) a denoiser; returns the final checkpoint's path, losses and EMA model.
 
     Checkpoints go to `cfg.out_dir/checkpoint.pt` every `cfg.checkpoint_every` steps and at the end,
     holding both configurations, the weights, the EMA, the optimiser, the step and the RNG state.
-    With `resume`, an existing checkpoint there is continued exactly.
+    With `resume`, an existing checkpoint there is continued exactly. `until` pauses the run after
+    that step (checkpointed, the learning-rate schedule still planned for `cfg.steps`), so a run can
+    be trained in chunks and evaluated in between.
     """
     rank, world, local_rank = _distributed()
     device = resolve_device(cfg.device)
@@ -181,7 +184,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
 
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress or rank != 0)
     order, order_epoch = None, None
-    while step < cfg.steps:
+    stop = cfg.steps if until is None else min(until, cfg.steps)
+    while step < stop:
         started = time.perf_counter()
         epoch, position = divmod(step, per_epoch)
         if epoch != order_epoch:
@@ -217,12 +221,16 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
 
         step += 1
-        losses.append(loss.item())
+        logged = loss.detach()
+        if world > 1:  # log the loss of the whole global batch, the same on every rank
+            dist.all_reduce(logged)
+            logged /= world
+        losses.append(logged.item())
         seconds = time.perf_counter() - started
         elapsed += seconds
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", videos_per_s=f"{len(index) * world / seconds:.1f}")
-        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+        if step % cfg.checkpoint_every == 0 or step == stop:
             save()
     bar.close()
     if world > 1:

@@ -34,12 +34,14 @@ def save_gif(videos: torch.Tensor, path: str | os.PathLike, fps: float = 8.0, sc
              columns: int | None = None, hold_last: int = 5) -> Path:
     """Write videos (N, T, H, W) in [0, 1] as one looping GIF grid, enlarged `scale` times.
 
-    The last frame is held `hold_last` extra frames so the finished digit can be seen.
+    The last frame stays on screen `hold_last` frames longer, so the finished digit can be seen.
     """
     grid = video_grid(videos, columns)
     grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
-    frames = [Image.fromarray(frame) for frame in grid] + [Image.fromarray(grid[-1])] * hold_last
+    frames = [Image.fromarray(frame) for frame in grid]
+    durations = [int(1000 / fps)] * len(frames)
+    durations[-1] *= 1 + hold_last
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return path

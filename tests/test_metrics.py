@@ -1,0 +1,47 @@
+import pytest
+import torch
+
+from tinydiff import InputError
+from tinydiff.metrics import flicker, frame_iou, last_frame_fidelity, vanishing_ink
+
+
+def video(*frames):
+    """Build a (1, T, 2, 2) video from T lists of 4 pixel values."""
+    return torch.tensor([[[f[0], f[1]], [f[2], f[3]]] for f in frames], dtype=torch.float32)[None]
+
+
+def test_frame_iou_hand_computed():
+    truth = video([1, 0, 0, 0], [1, 1, 0, 0])
+    pred = video([1, 1, 0, 0], [1, 1, 0, 0.4])  # frame 1: IoU 1/2; frame 2: 2/2 (0.4 is not ink)
+    assert frame_iou(pred, truth).tolist() == [pytest.approx(0.75)]
+    assert frame_iou(truth, truth).tolist() == [1.0]
+    empty = video([0, 0, 0, 0])
+    assert frame_iou(empty, empty).tolist() == [1.0], "two empty frames agree"
+
+
+def test_vanishing_ink_hand_computed():
+    growing = video([1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0])
+    assert vanishing_ink(growing).tolist() == [0.0]
+    # ink before the last frame: 2 + 2 = 4 pixels; pixel 1 vanishes once -> 1/4.
+    shaky = video([1, 1, 0, 0], [1, 0, 1, 0], [1, 1, 1, 1])
+    assert vanishing_ink(shaky).tolist() == [0.25]
+
+
+def test_last_frame_fidelity():
+    videos = video([0, 0, 0, 0], [1, 1, 0, 0])
+    assert last_frame_fidelity(videos, torch.tensor([[[255, 0], [255, 0]]], dtype=torch.uint8)).tolist() == [pytest.approx(1 / 3)]
+    assert last_frame_fidelity(videos, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])).tolist() == [1.0]
+
+
+def test_flicker_counts_excess_toggles():
+    assert flicker(video([0, 0, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0])).tolist() == [0.0]
+    # pixel 0 goes on, off, on (2 toggles beyond the 1 it needs... it needs 1, makes 3 -> 2 extra);
+    # pixel 1 appears then vanishes (2 toggles, needs 0). Ever-inked pixels: 2 -> (2 + 2) / 2.
+    assert flicker(video([0, 0, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0])).tolist() == [2.0]
+
+
+def test_metrics_refuse_wrong_shapes():
+    with pytest.raises(InputError, match="shape"):
+        frame_iou(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5))
+    with pytest.raises(InputError, match=r"\(N, T, H, W\)"):
+        vanishing_ink(torch.zeros(3, 4, 4))

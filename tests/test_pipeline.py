@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+import tinydiff
+from tinydiff import CheckpointError, ConfigError, InputError, Pipeline, VideoUNet, preset
+from tinydiff.checkpoint import load_checkpoint, save_checkpoint
+
+from .conftest import synthetic_digits
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    return Pipeline(VideoUNet(preset("tiny")), device="cpu")
+
+
+def test_animate_shape_range_and_seed(pipe):
+    digits, _ = synthetic_digits(3)
+    videos = pipe.animate(digits, steps=4, seed=7)
+    assert videos.shape == (3, 15, 28, 28) and videos.dtype == torch.float32
+    assert 0 <= videos.min() and videos.max() <= 1
+    torch.testing.assert_close(pipe.animate(torch.from_numpy(digits), steps=4, seed=7), videos, rtol=0, atol=0)
+    assert not torch.equal(pipe.animate(digits, steps=4, seed=8), videos)
+    assert pipe.animate(digits[0], steps=2, seed=0).shape == (1, 15, 28, 28)
+    assert pipe.animate(digits, steps=2, seed=0, guidance=2.0).shape == (3, 15, 28, 28)
+
+
+def test_generate_and_steps(pipe):
+    assert pipe.generate(2, steps=3, seed=0).shape == (2, 15, 28, 28)
+    seen = list(pipe.steps(n=2, steps=3, seed=0))
+    assert len(seen) == 3 and seen[0].x_t.shape == (2, 1, 15, 28, 28)
+    torch.testing.assert_close((seen[-1].x_prev[:, 0] + 1) / 2, pipe.generate(2, steps=3, seed=0).clamp(0, 1) * 1.0,
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda p: p.animate(np.zeros((2, 28, 27)), steps=2), InputError, "shape"),
+    (lambda p: p.animate(np.full((1, 28, 28), np.inf), steps=2), InputError, "NaN or inf"),
+    (lambda p: p.animate(np.zeros((1, 28, 28)), steps=0), ConfigError, "steps"),
+    (lambda p: p.animate(np.zeros((1, 28, 28)), steps=1001), ConfigError, "steps"),
+    (lambda p: p.animate(np.zeros((1, 28, 28)), sampler="plms"), ConfigError, "known samplers"),
+    (lambda p: p.animate(np.zeros((1, 28, 28)), seed="x"), InputError, "seed"),
+    (lambda p: p.generate(0), InputError, "positive"),
+])
+def test_bad_calls_raise_clear_errors(pipe, call, error, message):
+    with pytest.raises(error, match=message):
+        call(pipe)
+
+
+def test_pretrained_names():
+    with pytest.raises(ConfigError, match="available: writer"):
+        tinydiff.pretrained("painter")
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        Pipeline.from_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="directory"):
+        Pipeline.from_checkpoint(tmp_path)
+    (tmp_path / "notes.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        Pipeline.from_checkpoint(tmp_path / "notes.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a tinydiff checkpoint"):
+        Pipeline.from_checkpoint(tmp_path / "other.pt")
+    model = VideoUNet(preset("tiny"))
+    save_checkpoint({"model_config": preset("default").to_dict(), "model": model.state_dict(), "ema": None},
+                    tmp_path / "mismatch.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        Pipeline.from_checkpoint(tmp_path / "mismatch.pt")
+    save_checkpoint({"model_config": preset("tiny").to_dict(), "model": model.state_dict(), "ema": None},
+                    tmp_path / "good.pt")
+    data = (tmp_path / "good.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        Pipeline.from_checkpoint(tmp_path / "cut.pt")
+    assert isinstance(Pipeline.from_checkpoint(tmp_path / "good.pt", device="cpu"), Pipeline)
+
+
+def test_atomic_save_leaves_no_temporary_files(tmp_path):
+    save_checkpoint({"x": torch.ones(3)}, tmp_path / "c.pt")
+    save_checkpoint({"x": torch.zeros(3)}, tmp_path / "c.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert load_checkpoint(tmp_path / "c.pt")["x"].sum() == 0

@@ -1,0 +1,170 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tinydiff import ConfigError, NoiseSchedule
+from tinydiff.sampling import ddim_sample, ddim_step, ddpm_sample, ddpm_step, guided, sample_steps, timesteps
+
+DIFFUSERS_PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
+
+
+def test_timesteps_trailing_spacing():
+    assert timesteps(1000, 5) == [999, 799, 599, 399, 199]
+    assert timesteps(1000, 1000) == list(range(999, -1, -1))
+    assert timesteps(1000, 1) == [999]
+    for bad in (0, -1, 1001, 2.5, True):
+        with pytest.raises(ConfigError, match="steps"):
+            timesteps(1000, bad)
+
+
+@pytest.mark.parametrize("n", [10, 50])
+def test_timesteps_match_diffusers(n):
+    from diffusers import DDIMScheduler
+
+    ref = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
+    ref.set_timesteps(n)
+    assert timesteps(1000, n) == ref.timesteps.tolist()
+
+
+@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_ddpm_step_matches_diffusers(schedule_name, prediction):
+    from diffusers import DDPMScheduler
+
+    ref = DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear" if schedule_name == "linear" else "squaredcos_cap_v2",
+                        prediction_type=DIFFUSERS_PREDICTION[prediction], clip_sample=True)
+    s = NoiseSchedule(schedule_name)
+    # diffusers computes its coefficients in float32, which loses digits for t near 0; there the
+    # posterior is checked against a float64 derivation in test_schedule.py.
+    for t in (999, 500, 100, 37):
+        x, out = torch.randn(2, 1, 3, 4, 4), torch.randn(2, 1, 3, 4, 4)
+        expected = ref.step(out, t, x, generator=torch.Generator().manual_seed(t)).prev_sample
+        tt = torch.full((2,), t)
+        pred_x0, _ = s.split_prediction(prediction, out, x, tt)
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(t))
+        got = ddpm_step(s, x, tt, pred_x0.clamp(-1, 1), noise)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=5e-5)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("prediction", ["eps", "v", "x0"])
+def test_ddim_step_matches_diffusers(prediction, eta):
+    from diffusers import DDIMScheduler
+
+    ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", timestep_spacing="trailing",
+                        prediction_type=DIFFUSERS_PREDICTION[prediction], clip_sample=True, set_alpha_to_one=True)
+    ref.set_timesteps(20)
+    s = NoiseSchedule("cosine")
+    visited = timesteps(1000, 20)
+    for i, t in enumerate(visited):
+        x, out, noise = torch.randn(2, 1, 3, 4, 4), torch.randn(2, 1, 3, 4, 4), torch.randn(2, 1, 3, 4, 4)
+        expected = ref.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise).prev_sample
+        tt = torch.full((2,), t)
+        pred_x0, _ = s.split_prediction(prediction, out, x, tt)
+        pred_x0 = pred_x0.clamp(-1, 1)
+        t_prev = torch.full((2,), visited[i + 1] if i + 1 < len(visited) else -1)
+        got = ddim_step(s, x, tt, t_prev, pred_x0, s.eps_from_x0(pred_x0, x, tt), eta, noise)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def toy_denoiser(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """A fixed, smooth stand-in for a network: depends on x and t like a real eps-predictor would."""
+    return torch.tanh(0.8 * x + 0.001 * t.float().view(-1, 1, 1, 1, 1) - 0.3)
+
+
+def test_full_ddim_loop_matches_diffusers():
+    from diffusers import DDIMScheduler
+
+    ref = DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", timestep_spacing="trailing",
+                        clip_sample=True, set_alpha_to_one=True)
+    ref.set_timesteps(10)
+    x_T = torch.randn(3, 1, 2, 5, 5)
+    x = x_T.clone()
+    for t in ref.timesteps:
+        x = ref.step(toy_denoiser(x, torch.full((3,), int(t))), t, x, eta=0.0, use_clipped_model_output=True).prev_sample
+    got = ddim_sample(toy_denoiser, NoiseSchedule("linear"), "eps", x_T.shape, steps=10, x_T=x_T)
+    torch.testing.assert_close(got, x, rtol=1e-4, atol=1e-4)
+
+
+def test_ddim_with_eta_one_over_all_steps_is_ddpm():
+    s = NoiseSchedule("linear", 100)
+    betas = np.linspace(1e-3, 0.2, 100)  # the T = 100 linear schedule, written out
+    ab = np.cumprod(1 - betas)
+    posterior_variance = betas[1:] * (1 - ab[:-1]) / (1 - ab[1:])
+    x, x0, noise = torch.randn(4, 1, 2, 3, 3), torch.randn(4, 1, 2, 3, 3).clamp(-1, 1), torch.randn(4, 1, 2, 3, 3)
+    for t in (99, 50, 1):
+        tt = torch.full((4,), t)
+        eps = s.eps_from_x0(x0, x, tt)
+        # With x0 = 0 and x_t = 0, only the noise term is left: its scale is sigma_t.
+        zero = torch.zeros_like(x)
+        sigma = ddim_step(s, zero, tt, tt - 1, zero, zero, 1.0, torch.ones_like(x))
+        assert sigma[0, 0, 0, 0, 0].item() == pytest.approx(math.sqrt(posterior_variance[t - 1]), rel=1e-5)
+        torch.testing.assert_close(ddim_step(s, x, tt, tt - 1, x0, eps, 1.0, noise), ddpm_step(s, x, tt, x0, noise),
+                                   rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler, steps", [("ddpm", None), ("ddim", 500)])
+def test_samplers_recover_a_gaussian_data_distribution(sampler, steps):
+    # Data x0 ~ N(mu, s^2): the ideal x0-predictor is E[x0 | x_t], known in closed form, so a correct
+    # sampler must return samples with mean mu and standard deviation s. (DDIM's discretisation
+    # error shrinks this narrow distribution at few steps: s comes out 0.17 at 50 steps, 0.19 at 200.)
+    mu, sd = 0.3, 0.2
+    schedule = NoiseSchedule("linear")
+
+    def ideal_x0(x, t):
+        ab = schedule.alphas_cumprod[t].float().view(-1, 1, 1, 1, 1)
+        a = ab.sqrt()
+        return mu + a * sd**2 / (ab * sd**2 + 1 - ab) * (x - a * mu)
+
+    samples = (ddpm_sample if sampler == "ddpm" else ddim_sample)(
+        ideal_x0, schedule, "x0", (20_000, 1, 1, 1, 1), generator=torch.Generator().manual_seed(0),
+        clip_x0=False, **({} if steps is None else {"steps": steps}))
+    assert samples.mean().item() == pytest.approx(mu, abs=0.01)
+    assert samples.std().item() == pytest.approx(sd, rel=0.03)
+
+
+def test_steps_are_exposed_and_seeded():
+    s = NoiseSchedule("cosine")
+    seen = list(sample_steps(toy_denoiser, s, "eps", (2, 1, 3, 4, 4), steps=7,
+                             generator=torch.Generator().manual_seed(1)))
+    assert [step.index for step in seen] == list(range(7))
+    assert [step.t for step in seen] == timesteps(1000, 7)
+    assert all(step.pred_x0.abs().max() <= 1 for step in seen)
+    for a, b in zip(seen, seen[1:]):
+        assert torch.equal(a.x_prev, b.x_t)
+    again = ddim_sample(toy_denoiser, s, "eps", (2, 1, 3, 4, 4), steps=7, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(again, seen[-1].x_prev, rtol=0, atol=0)
+    other = ddim_sample(toy_denoiser, s, "eps", (2, 1, 3, 4, 4), steps=7, generator=torch.Generator().manual_seed(2))
+    assert not torch.equal(other, again)
+
+
+def test_callback_sees_every_step():
+    calls = []
+    ddpm_sample(toy_denoiser, NoiseSchedule("linear", 20), "eps", (1, 1, 1, 2, 2), callback=calls.append)
+    assert [c.t for c in calls] == list(range(19, -1, -1))
+
+
+def test_bad_sampler_settings():
+    s = NoiseSchedule()
+    with pytest.raises(ConfigError, match="ddpm, ddim"):
+        next(sample_steps(toy_denoiser, s, "eps", (1, 1, 1, 2, 2), sampler="euler"))
+    with pytest.raises(ConfigError, match="DDPM takes all"):
+        next(sample_steps(toy_denoiser, s, "eps", (1, 1, 1, 2, 2), sampler="ddpm", steps=50))
+    with pytest.raises(ConfigError, match="eta"):
+        next(sample_steps(toy_denoiser, s, "eps", (1, 1, 1, 2, 2), eta=1.5))
+
+
+def test_classifier_free_guidance_convention():
+    def model(x, t, condition):
+        c = torch.zeros(x.shape[0], 1, 1, 1, 1) if condition is None else condition.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1, 1)
+        return x * 2 + c * 5 + t.view(-1, 1, 1, 1, 1)
+
+    x, t = torch.randn(3, 1, 2, 4, 4), torch.tensor([5, 6, 7])
+    condition = torch.randn(3, 1, 4, 4)
+    cond, uncond = model(x, t, condition), model(x, t, None)
+    torch.testing.assert_close(guided(model, condition, 1.0)(x, t), cond)
+    torch.testing.assert_close(guided(model, condition, 0.0)(x, t), uncond)
+    torch.testing.assert_close(guided(model, condition, 3.0)(x, t), uncond + 3.0 * (cond - uncond))
+    torch.testing.assert_close(guided(model, None, 3.0)(x, t), uncond)

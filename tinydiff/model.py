@@ -30,7 +30,8 @@ from .schedule import PREDICTIONS, NoiseSchedule
 class ModelConfig:
     """Everything needed to rebuild a denoiser and its diffusion process; stored in every checkpoint."""
 
-    channels: tuple[int, ...] = (32, 64, 128)  # width of each resolution level (28, 14, 7 px)
+    channels: tuple[int, ...] = (32, 64, 128)  # width of each resolution level (28, 14, 7 px at patch 1)
+    patch: int = 1  # space-to-depth factor: the U-Net sees (size/patch)^2 positions, patch^2 x the channels
     blocks_per_level: int = 1  # residual blocks per level, on the way down and on the way up
     attention_levels: tuple[int, ...] = (1, 2)  # levels (0 = full resolution) with temporal attention
     attention_heads: int = 4
@@ -64,8 +65,9 @@ class ModelConfig:
             raise ConfigError(f"every width in channels {self.channels} must be divisible by attention_heads")
         if any(not 0 <= a < len(self.channels) for a in self.attention_levels):
             raise ConfigError(f"attention_levels {self.attention_levels} must lie in 0..{len(self.channels) - 1}")
-        if self.size % 2 ** (len(self.channels) - 1):
-            raise ConfigError(f"size {self.size} cannot be halved {len(self.channels) - 1} times")
+        if self.patch < 1 or self.size % (self.patch * 2 ** (len(self.channels) - 1)):
+            raise ConfigError(f"size {self.size} cannot be cut into {self.patch}-pixel patches and halved "
+                              f"{len(self.channels) - 1} times")
         NoiseSchedule(self.schedule, self.num_timesteps)  # validates the schedule's name and length
 
     def to_dict(self) -> dict:
@@ -82,7 +84,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # The original Tiny Diffusion network: BatchNorm3d + ReLU, an MLP on the timestep, no attention.
-    "original": ModelConfig(channels=(32, 64, 128), blocks_per_level=2, attention_levels=(), norm="batch",
+    "original": ModelConfig(channels=(32, 64, 128), blocks_per_level=1, attention_levels=(), norm="batch",
                             activation="relu", time_embedding="mlp", temporal_attention=False,
                             coord_channels=False),
     # The course's default: compact, with coordinates, temporal attention on the coarse levels.
@@ -235,6 +237,25 @@ class Level(nn.Module):
         return x if self.attention is None else self.attention(x)
 
 
+def space_to_depth(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C p^2, T, H/p, W/p): each p x p patch of a frame becomes channels."""
+    if patch == 1:
+        return x
+    b, c, t, h, w = x.shape
+    x = x.reshape(b, c, t, h // patch, patch, w // patch, patch)
+    return x.permute(0, 1, 4, 6, 2, 3, 5).reshape(b, c * patch * patch, t, h // patch, w // patch)
+
+
+def depth_to_space(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The inverse of `space_to_depth`: (B, C p^2, T, H, W) -> (B, C, T, H p, W p)."""
+    if patch == 1:
+        return x
+    b, cpp, t, h, w = x.shape
+    c = cpp // (patch * patch)
+    x = x.reshape(b, c, patch, patch, t, h, w).permute(0, 1, 4, 5, 2, 6, 3)
+    return x.reshape(b, c, t, h * patch, w * patch)
+
+
 # -- the network -------------------------------------------------------------------------------------
 
 
@@ -251,7 +272,7 @@ class VideoUNet(nn.Module):
         widths = cfg.channels
         emb_dim = 4 * widths[0]
         attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(len(widths))]
-        in_channels = 1 + int(cfg.conditional) + 2 * int(cfg.coord_channels)
+        in_channels = (1 + int(cfg.conditional) + 2 * int(cfg.coord_channels)) * cfg.patch**2
         self.time = TimeEmbedding(cfg, emb_dim)
         self.stem = DualConv(in_channels, widths[0], cfg.temporal_conv)
         self.down = nn.ModuleList(
@@ -263,7 +284,7 @@ class VideoUNet(nn.Module):
         self.upsample = nn.ModuleList(nn.Conv3d(widths[i + 1], widths[i], (1, 3, 3), padding=(0, 1, 1))
                                       for i in range(len(widths) - 1))
         self.head = nn.Sequential(make_norm(cfg, widths[0]), make_activation(cfg),
-                                  DualConv(widths[0], 1, cfg.temporal_conv))
+                                  DualConv(widths[0], cfg.patch**2, cfg.temporal_conv))
 
     def _inputs(self, x: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
         b, _, t, h, w = x.shape
@@ -279,7 +300,7 @@ class VideoUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.time(t)
-        h = self.stem(self._inputs(x, condition))
+        h = self.stem(space_to_depth(self._inputs(x, condition), self.cfg.patch))
         skips = []
         for i, level in enumerate(self.down):
             h = level(h, emb)
@@ -291,7 +312,7 @@ class VideoUNet(nn.Module):
             if i < len(self.up) - 1:
                 h = self.upsample[i](F.interpolate(h, scale_factor=(1, 2, 2), mode="nearest"))
             h = self.up[i](torch.cat([h, skips.pop()], dim=1), emb)
-        return self.head(h)
+        return depth_to_space(self.head(h), self.cfg.patch)
 
 
 def count_parameters(model: nn.Module) -> int:

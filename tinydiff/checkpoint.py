@@ -6,6 +6,7 @@ A checkpoint is a dict of plain values and tensors: {"format", "model_config", "
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -73,3 +74,19 @@ def model_from_checkpoint(payload: dict, use_ema: bool = True) -> VideoUNet:
         summary = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"the checkpoint's weights do not fit its configuration: {summary}") from None
     return model.eval()
+
+
+def sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Write an inference checkpoint: the EMA weights as "model", the configurations and the step.
+
+    Drops the optimiser state and the raw weights (a third of the size). Returns the file's SHA-256.
+    """
+    state = load_checkpoint(src)
+    model = model_from_checkpoint(state)  # validates that the weights fit the configuration
+    save_checkpoint({"model_config": state["model_config"], "train_config": state.get("train_config"),
+                     "model": model.state_dict(), "ema": None, "step": state.get("step")}, dst)
+    return sha256(dst)

@@ -55,6 +55,19 @@ def _generate(args) -> None:
     print(f"wrote {out}")
 
 
+def _export(args) -> None:
+    from .checkpoint import export_weights
+
+    digest = export_weights(args.checkpoint, args.output)
+    print(f"wrote {args.output} (sha256 {digest})")
+
+
+def _bench(args) -> None:
+    from .bench import main as bench_main
+
+    bench_main(args.options)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model import PRESETS
     from .sampling import SAMPLERS
@@ -100,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_generate)
+
+    p = sub.add_parser("export", help="keep only what inference needs (EMA weights + config) from a checkpoint",
+                       description="Write a small inference checkpoint (the EMA weights and both configurations).")
+    p.add_argument("checkpoint", help="a checkpoint written by `tinydiff train`")
+    p.add_argument("output", help="the file to write")
+    p.set_defaults(run=_export)
+
+    p = sub.add_parser("bench", help="measure speed and quality; writes BENCHMARKS.md", add_help=False,
+                       description="Run the benchmark (python -m tinydiff.bench --help for its options).")
+    p.add_argument("options", nargs=argparse.REMAINDER, help="options of python -m tinydiff.bench")
+    p.set_defaults(run=_bench)
     return parser
 
 

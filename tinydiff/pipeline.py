@@ -8,15 +8,15 @@ from typing import Iterator
 
 import torch
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint, sha256
 from .data import condition_from_digits
 from .errors import CheckpointError, ConfigError, InputError
 from .model import VideoUNet
 from .sampling import SamplerStep, guided, sample_steps
 from .schedule import NoiseSchedule
 
-# Checkpoints shipped inside the package (tinydiff/weights/NAME.pt).
-PRETRAINED = ("writer",)
+# Checkpoints shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before use.
+PRETRAINED: dict[str, str] = {"writer": ""}
 
 
 def default_device() -> torch.device:
@@ -129,4 +129,7 @@ def pretrained(name: str = "writer", device=None) -> Pipeline:
         raise CheckpointError(f"the pretrained model {name!r} is not shipped with this copy of tinydiff; "
                               "train one with `tinydiff train` and load it with Pipeline.from_checkpoint")
     with resources.as_file(weights) as path:
+        if sha256(path) != PRETRAINED[name]:
+            raise CheckpointError(f"the shipped weights {path} do not match their recorded SHA-256: the file is "
+                                  "damaged or was replaced; reinstall tinydiff")
         return Pipeline.from_checkpoint(path, device=device)

@@ -1,0 +1,166 @@
+"""The benchmark: speed and quality of the default model against the original Tiny Diffusion network.
+
+    python -m tinydiff.bench            # or: tinydiff bench
+    python -m tinydiff.bench --quick    # a few-minute smoke run with smaller samples
+
+Measures, in one run on one machine: training throughput of the default and original configurations;
+CPU minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
+videos against the original network's 50 forward passes; and the shipped writer's quality at DDIM 10,
+DDIM 50 and DDPM 1000. Writes a markdown report (BENCHMARKS.md) and prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .data import load_mnist, writing_videos
+from .metrics import frame_iou, last_frame_fidelity, vanishing_ink
+from .model import VideoUNet, preset
+from .pipeline import Pipeline, pretrained
+from .train import TrainConfig, train
+
+
+def training_throughput(name: str, workdir: Path, data_root, batch_size: int, steps: int) -> float:
+    """Training videos/s of a preset through the real training loop (after 3 warm-up steps)."""
+    cfg = TrainConfig(out_dir=str(workdir / name), steps=3 + steps, batch_size=batch_size, data_root=data_root,
+                      checkpoint_every=10**9, train_limit=batch_size * (3 + steps))
+    model_cfg = preset(name)
+    train(model_cfg, cfg, progress=False, until=3)
+    warm = load_checkpoint(workdir / name / "checkpoint.pt")["elapsed_s"]
+    train(model_cfg, cfg, progress=False)
+    total = load_checkpoint(workdir / name / "checkpoint.pt")["elapsed_s"]
+    return batch_size * steps / (total - warm)
+
+
+def evaluate(pipe: Pipeline, digits: torch.Tensor, truth: torch.Tensor, batch: int = 128, **sampling) -> dict:
+    """Mean frame IoU, vanishing ink and last-frame fidelity of animated digits, and the seconds taken."""
+    started, videos = time.perf_counter(), []
+    for i in range(0, len(digits), batch):
+        videos.append(pipe.animate(digits[i:i + batch], seed=i, **sampling))
+    videos = torch.cat(videos)
+    return {"iou": frame_iou(videos, truth).mean().item(), "vanish": vanishing_ink(videos).mean().item(),
+            "last": last_frame_fidelity(videos, digits).mean().item(), "seconds": time.perf_counter() - started}
+
+
+def minutes_to_iou(target: float, budget_min: float, workdir: Path, data_root, digits, truth,
+                   chunk: int, planned_steps: int) -> tuple[float | None, list[tuple[int, float, float]]]:
+    """Train the default preset from scratch, evaluating (DDIM-50) every `chunk` steps.
+
+    Returns the training minutes (evaluation excluded) at which the frame IoU first reached `target`
+    (None if not within `budget_min`) and the curve [(step, minutes, IoU)].
+    """
+    cfg = TrainConfig(out_dir=str(workdir / "from-scratch"), steps=planned_steps, data_root=data_root,
+                      checkpoint_every=chunk)
+    model_cfg, curve, step = preset("default"), [], 0
+    while step < planned_steps:
+        step += chunk
+        result = train(model_cfg, cfg, progress=False, until=step)
+        minutes = load_checkpoint(result.checkpoint)["elapsed_s"] / 60
+        iou = evaluate(Pipeline(result.ema, "cpu"), digits, truth, steps=50)["iou"]
+        curve.append((step, minutes, iou))
+        print(f"  from scratch: step {step}, {minutes:.1f} training min, frame IoU {iou:.3f}", flush=True)
+        if iou >= target:
+            return minutes, curve
+        if minutes >= budget_min:
+            break
+    return None, curve
+
+
+def sampling_times(pipe: Pipeline, digits: torch.Tensor) -> tuple[float, float]:
+    """Seconds for DDIM-50 on these digits with `pipe`, and for 50 forward passes of the original network."""
+    started = time.perf_counter()
+    pipe.animate(digits, steps=50, seed=0)
+    ddim = time.perf_counter() - started
+    original = VideoUNet(preset("original")).eval().to(pipe.device)
+    x = torch.randn(len(digits), 1, 15, 28, 28, device=pipe.device)
+    condition = torch.randn(len(digits), 1, 28, 28, device=pipe.device)
+    started = time.perf_counter()
+    with torch.no_grad():
+        for t in torch.linspace(999, 0, 50).long():
+            original(x, t.repeat(len(digits)).to(pipe.device), condition)
+    return ddim, time.perf_counter() - started
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "none"
+    return f"{cpu}; {torch.get_num_threads()} torch threads; GPU: {gpu}; torch {torch.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tinydiff bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small samples: a smoke run of a few minutes")
+    parser.add_argument("--out", default="BENCHMARKS.md", help="markdown report to write (default: BENCHMARKS.md)")
+    parser.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
+    parser.add_argument("--target-iou", type=float, default=0.90)
+    parser.add_argument("--budget-min", type=float, default=20.0, help="training minutes allowed to reach it")
+    args = parser.parse_args(argv)
+
+    quick = args.quick
+    test_digits, _ = load_mnist(train=False, root=args.data_root)
+    n_eval, n_ddpm, n_curve = (32, 4, 32) if quick else (len(test_digits), 64, 256)
+    digits = test_digits[:n_eval]
+    truth = writing_videos(digits.numpy())
+    pipe = pretrained("writer", device="cpu")
+    rows = []
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        print("training throughput ...", flush=True)
+        speed = {name: training_throughput(name, workdir, args.data_root, 16, 3 if quick else 15)
+                 for name in ("default", "original")}
+        rows.append(("training videos/s, default config (batch 16)", f"{speed['default']:.1f}"))
+        rows.append(("training videos/s, original network (batch 16)", f"{speed['original']:.1f}"))
+        rows.append(("throughput ratio (target >= 10x)", f"{speed['default'] / speed['original']:.1f}x"))
+
+        print("sampling time ...", flush=True)
+        ddim, original = sampling_times(pipe, digits[:16])
+        rows.append(("DDIM-50, 16 videos, shipped writer (s)", f"{ddim:.2f}"))
+        rows.append(("50 forward passes of the original network, same batch (s)", f"{original:.2f}"))
+        rows.append(("sampling speed-up (target >= 10x)", f"{original / ddim:.1f}x"))
+
+        print("shipped writer quality ...", flush=True)
+        for label, n, sampling in ((f"DDIM-10, {n_eval} test digits", n_eval, dict(steps=10)),
+                                   (f"DDIM-50, {n_eval} test digits", n_eval, dict(steps=50)),
+                                   (f"DDPM-1000, {n_ddpm} test digits", n_ddpm, dict(sampler="ddpm", steps=None))):
+            r = evaluate(pipe, digits[:n], truth[:n], **{k: v for k, v in sampling.items() if v is not None})
+            rows.append((f"writer {label}: frame IoU / vanishing ink / last-frame IoU",
+                         f"{r['iou']:.3f} / {100 * r['vanish']:.2f} % / {r['last']:.3f} ({r['seconds']:.0f} s)"))
+            print(f"  {label}: {r}", flush=True)
+
+        print("training from scratch to the target IoU ...", flush=True)
+        minutes, curve = minutes_to_iou(args.target_iou, 1.0 if quick else args.budget_min, workdir, args.data_root,
+                                        digits[:n_curve], truth[:n_curve], 25 if quick else 250,
+                                        50 if quick else 4000)
+        reached = f"{minutes:.1f}" if minutes is not None else f"not within {curve[-1][1]:.1f} min (best {max(c[2] for c in curve):.3f})"
+        rows.append((f"training minutes to frame IoU {args.target_iou:.2f} from scratch (DDIM-50, {n_curve} digits)", reached))
+
+    date = datetime.date.today().isoformat()
+    lines = [f"# Benchmarks{' (quick run)' if quick else ''}", "",
+             f"Measured {date} with `python -m tinydiff.bench{' --quick' if quick else ''}` on: {machine()}.", "",
+             "| measure | value |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], "",
+             "Training curve of the from-scratch run (step, training minutes, frame IoU):", "",
+             ", ".join(f"({s}, {m:.1f}, {i:.3f})" for s, m, i in curve), ""]
+    report = "\n".join(lines)
+    Path(args.out).write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

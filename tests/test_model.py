@@ -39,8 +39,9 @@ def frame_influence(model: VideoUNet, frame: int = 2, t_len: int = 5) -> torch.T
         return (model(x2, t, c) - model(x, t, c)).abs().amax(dim=(0, 1, 3, 4))
 
 
-def test_per_frame_ablation_is_really_per_frame():
-    model = randomised(VideoUNet(small(temporal_conv=False, temporal_attention=False)))
+@pytest.mark.parametrize("extras", [{}, {"film": True, "global_context": True}, {"patch": 2, "channels": (8,), "attention_levels": ()}])
+def test_per_frame_ablation_is_really_per_frame(extras):
+    model = randomised(VideoUNet(small(temporal_conv=False, temporal_attention=False, **extras)))
     change = frame_influence(model)
     assert change[2] > 1e-3
     assert torch.all(change[[0, 1, 3, 4]] == 0), change
@@ -74,6 +75,16 @@ def test_temporal_attention_sees_every_frame_at_the_same_pixel_only():
     assert torch.all(diff[:, 1, 2] > 0)
     diff[:, 1, 2] = 0
     assert diff.max() == 0
+
+
+def test_space_to_depth_round_trip():
+    from tinydiff.model import depth_to_space, space_to_depth
+
+    x = torch.arange(2 * 3 * 4 * 6 * 6, dtype=torch.float32).reshape(2, 3, 4, 6, 6)
+    y = space_to_depth(x, 2)
+    assert y.shape == (2, 12, 4, 3, 3)
+    assert torch.equal(y[1, :4, 2, 1, 2], x[1, 0, 2, 2:4, 4:6].flatten())  # one 2x2 patch -> 4 channels
+    assert torch.equal(depth_to_space(y, 2), x)
 
 
 def test_dual_conv_splits_a_3x3x3_kernel():

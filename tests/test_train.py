@@ -88,3 +88,17 @@ def test_two_process_torchrun(tmp_path, fake_mnist):
     more = train(preset("tiny"), TrainConfig(out_dir=str(out), steps=4, batch_size=2, data_root=str(fake_mnist)),
                  progress=False)
     assert len(more.losses) == 4 and more.losses[:3] == state["losses"]
+
+
+def test_export_keeps_the_ema_weights(tmp_path, fake_mnist, tiny_config):
+    import hashlib
+
+    from tinydiff.checkpoint import export_weights
+
+    result = train(tiny_config, config(tmp_path, fake_mnist, steps=2), progress=False)
+    digest = export_weights(result.checkpoint, tmp_path / "small.pt")
+    assert digest == hashlib.sha256((tmp_path / "small.pt").read_bytes()).hexdigest()
+    assert (tmp_path / "small.pt").stat().st_size < 0.7 * result.checkpoint.stat().st_size
+    exported = Pipeline.from_checkpoint(tmp_path / "small.pt", device="cpu").model.state_dict()
+    for name, tensor in result.ema.state_dict().items():
+        assert torch.equal(exported[name], tensor), name

@@ -42,6 +42,8 @@ class ModelConfig:
     temporal_conv: bool = True  # the (3, 1, 1) branch of every convolution
     temporal_attention: bool = True  # attention over frames at `attention_levels`
     coord_channels: bool = True  # input channels holding the row and the frame position
+    film: bool = False  # per-frame scale-and-shift conditioning on (timestep, frame position) embeddings
+    global_context: bool = False  # the coarsest level also sees each frame's spatial max (per channel)
     conditional: bool = True  # an input channel holding the finished digit (image-to-video)
     frames: int = 15
     size: int = 28
@@ -164,13 +166,20 @@ class ResBlock(nn.Module):
         self.act = make_activation(cfg)
         self.conv1 = DualConv(c_in, c_out, cfg.temporal_conv)
         self.conv2 = DualConv(c_out, c_out, cfg.temporal_conv)
-        self.emb = nn.Linear(emb_dim, c_out)
+        self.film = cfg.film
+        self.emb = nn.Linear(emb_dim, 2 * c_out if cfg.film else c_out)
         self.skip = nn.Conv3d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x: (B, C_in, T, H, W); emb: (B, T, D), one embedding per sample and frame."""
         h = self.conv1(self.act(self.norm1(x)))
-        h = h + self.emb(emb)[:, :, None, None, None]  # (B, C) -> (B, C, 1, 1, 1)
-        h = self.conv2(self.act(self.norm2(h)))
+        e = self.emb(emb).transpose(1, 2)[..., None, None]  # (B, T, C') -> (B, C', T, 1, 1)
+        if self.film:  # improved-diffusion's scale-shift norm, per frame
+            scale, shift = e.chunk(2, dim=1)
+            h = self.norm2(h) * (1 + scale) + shift
+        else:
+            h = self.norm2(h + e)
+        h = self.conv2(self.act(h))
         return h + self.skip(x)
 
 
@@ -277,6 +286,10 @@ class VideoUNet(nn.Module):
         attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(len(widths))]
         in_channels = (1 + int(cfg.conditional) + 2 * int(cfg.coord_channels)) * cfg.patch**2
         self.time = TimeEmbedding(cfg, emb_dim)
+        self.frame = nn.Linear(emb_dim, emb_dim) if cfg.film else None
+        self.context = nn.Conv3d(widths[-1], widths[-1], 1) if cfg.global_context else None
+        if self.context is not None:
+            nn.init.zeros_(self.context.weight)
         self.stem = DualConv(in_channels, widths[0], cfg.temporal_conv)
         self.down = nn.ModuleList(
             Level(cfg, widths[max(i - 1, 0)], w, emb_dim, attention[i]) for i, w in enumerate(widths)
@@ -302,7 +315,10 @@ class VideoUNet(nn.Module):
         return torch.cat(parts, dim=1)  # (B, C_in, T, H, W)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t)
+        emb = self.time(t)[:, None]  # (B, 1, D): the same for every frame ...
+        if self.frame is not None:  # ... unless frames get their own position embedding: (B, T, D)
+            positions = sinusoidal_embedding(torch.arange(x.shape[2], device=x.device), emb.shape[-1])
+            emb = emb + self.frame(positions.to(emb.dtype))[None]
         h = self.stem(space_to_depth(self._inputs(x, condition), self.cfg.patch))
         skips = []
         for i, level in enumerate(self.down):
@@ -310,6 +326,8 @@ class VideoUNet(nn.Module):
             skips.append(h)
             if i < len(self.down) - 1:
                 h = F.avg_pool3d(h, (1, 2, 2))  # halve H and W, keep T
+        if self.context is not None:  # global context: each frame's max over space, per channel
+            h = h + self.context(h.amax(dim=(3, 4), keepdim=True))
         h = self.middle(h, emb)
         for i in reversed(range(len(self.up))):
             if i < len(self.up) - 1:

@@ -53,6 +53,21 @@ def test_pretrained_names():
         tinydiff.pretrained("painter")
 
 
+def test_shipped_writer_loads_and_animates():
+    pipe = tinydiff.pretrained("writer", device="cpu")
+    assert pipe.cfg == tinydiff.preset("default")
+    digits, _ = synthetic_digits(2)
+    assert pipe.animate(digits, steps=2, seed=0).shape == (2, 15, 28, 28)
+
+
+def test_shipped_weights_are_checked_against_their_sha256(monkeypatch):
+    from tinydiff import pipeline
+
+    monkeypatch.setitem(pipeline.PRETRAINED, "writer", "0" * 64)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        tinydiff.pretrained("writer")
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         Pipeline.from_checkpoint(tmp_path / "missing.pt")

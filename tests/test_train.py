@@ -102,3 +102,15 @@ def test_export_keeps_the_ema_weights(tmp_path, fake_mnist, tiny_config):
     exported = Pipeline.from_checkpoint(tmp_path / "small.pt", device="cpu").model.state_dict()
     for name, tensor in result.ema.state_dict().items():
         assert torch.equal(exported[name], tensor), name
+
+
+def test_min_snr_weights():
+    from tinydiff import NoiseSchedule
+    from tinydiff.train import loss_weights
+
+    s = NoiseSchedule("cosine")
+    t = torch.tensor([0, 300, 999])
+    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
+    torch.testing.assert_close(loss_weights(s, "x0", "min-snr", t), snr.clamp(max=5).float())
+    torch.testing.assert_close(loss_weights(s, "eps", "min-snr", t), (snr.clamp(max=5) / snr).float())
+    assert loss_weights(s, "v", "uniform", t).tolist() == [1.0, 1.0, 1.0]

@@ -2,7 +2,8 @@
 
 Modules, one concept each: `data` (digits to writing videos), `schedule` (the noise schedule),
 `model` (the dual-branch 3D U-Net), `sampling` (DDPM and DDIM), `train`, `checkpoint`, `metrics`,
-`viz`, `pipeline`, `cli`. Importing the package does no work: no data, models or training.
+`viz`, `drawing` (your own drawing as a digit), `pipeline`, `cli`. Importing the package does no
+work: no data, models or training.
 """
 
 from .errors import CheckpointError, ConfigError, DataError, InputError, TinydiffError, TrainingError

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import TinydiffError
+from .errors import InputError, TinydiffError
 
 
 def _train(args) -> None:
@@ -31,11 +31,12 @@ def _generate(args) -> None:
 
     from .data import load_mnist, writing_videos
     from .metrics import frame_iou
-    from .pipeline import Pipeline, pretrained
-    from .viz import save_gif
+    from .viz import check_output, save_video
 
-    pipe = (Pipeline.from_checkpoint(args.checkpoint, device=args.device) if args.checkpoint
-            else pretrained(args.pretrained, device=args.device))
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        check_output(out)
+    pipe = _pipeline(args)
     options = dict(steps=args.steps, sampler=args.sampler, seed=args.seed, progress=not args.quiet)
     if args.test_digits:
         digits, _ = load_mnist(train=False, root=args.data_root)
@@ -46,13 +47,62 @@ def _generate(args) -> None:
     else:
         videos = pipe.generate(args.n, **options)
         print(f"generated {args.n} unconditional videos")
-    out = Path(args.output)
     if out.suffix == ".npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, videos.numpy())
     else:
-        save_gif(videos, out)
+        save_video(videos, out)
     print(f"wrote {out}")
+
+
+def _pipeline(args):
+    from .pipeline import Pipeline, pretrained
+
+    if args.checkpoint:
+        return Pipeline.from_checkpoint(args.checkpoint, device=args.device)
+    return pretrained(args.pretrained, device=args.device)
+
+
+def _animate(args) -> None:
+    from .drawing import digit_from_image
+    from .viz import FORMATS, beside_inputs, check_output, interpolate, save_video
+
+    for name, value, low in (("--interpolate", args.interpolate, 0), ("--scale", args.scale, 1)):
+        if value < low:
+            raise InputError(f"{name} must be at least {low}, got {value}")
+    if not args.fps > 0:
+        raise InputError(f"--fps must be positive, got {args.fps}")
+    out = Path(args.output)
+    if out.suffix.lower() in FORMATS or (out.suffix and not out.is_dir()):  # one file holding every animation
+        targets = [check_output(out)]
+    else:  # a folder: one file per image, named after it
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out} is a file; give a .gif/.mp4 name or a folder for one file per image")
+        targets, taken = [], set()
+        for image in args.images:
+            stem = name = Path(image).stem
+            copy = 1
+            while name in taken:  # two inputs with one name (a/1.png, b/1.png) get 1.gif and 1-2.gif
+                copy += 1
+                name = f"{stem}-{copy}"
+            taken.add(name)
+            targets.append(check_output(out / f"{name}{args.format}"))
+    # Read and check every image before the (slow) sampling, so one bad file costs nothing.
+    digits = [digit_from_image(image) for image in args.images]
+    pipe = _pipeline(args)
+    videos = pipe.animate(digits, steps=args.steps, sampler=args.sampler, seed=args.seed, guidance=args.guidance,
+                          progress=not args.quiet)
+    shown = beside_inputs(videos, digits) if args.side_by_side else videos
+    shown = interpolate(shown, args.interpolate)
+    fps = args.fps * (args.interpolate + 1)  # the same writing speed, smoother
+    hold = 5 * (args.interpolate + 1)
+    if len(targets) == 1:
+        save_video(shown, targets[0], fps=fps, scale=args.scale, hold_last=hold)
+    else:
+        for video, target in zip(shown, targets):
+            save_video(video[None], target, fps=fps, scale=args.scale, hold_last=hold)
+    for target in targets:
+        print(f"wrote {target}")
 
 
 def _export(args) -> None:
@@ -72,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .model import PRESETS
     from .sampling import SAMPLERS
     from .schedule import PREDICTIONS
+    from .viz import FORMATS
 
     parser = argparse.ArgumentParser(prog="tinydiff", description="Tiny video diffusion: MNIST digits written frame by frame.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,6 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_generate)
+
+    p = sub.add_parser("animate", help="animate your own drawings of digits into a GIF or MP4",
+                       description="Animate drawings of digits (PNG, JPEG, GIF, ... any size, either polarity): "
+                                   "each is made MNIST-like (cropped, fitted to 20x20, centred), then written "
+                                   "frame by frame by the model.")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, one digit each")
+    p.add_argument("-o", "--output", default="animation.gif",
+                   help="a .gif or .mp4 file holding all animations, or a folder for one file per image "
+                        "(default: animation.gif)")
+    p.add_argument("--format", choices=FORMATS, default=".gif", help="file type when OUTPUT is a folder")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
+    source.add_argument("--pretrained", default="writer", help="a model shipped with the package (default: writer)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--interpolate", type=int, default=0, metavar="K",
+                   help="K blended frames between each pair of frames, for smooth motion (default: 0)")
+    p.add_argument("--side-by-side", action="store_true", help="show the digit the model saw beside its animation")
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second before interpolation (default: 8)")
+    p.add_argument("--scale", type=int, default=8, help="enlarge each pixel this many times (default: 8)")
+    p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_animate)
 
     p = sub.add_parser("export", help="keep only what inference needs (EMA weights + config) from a checkpoint",
                        description="Write a small inference checkpoint (the EMA weights and both configurations).")

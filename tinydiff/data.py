@@ -8,6 +8,7 @@ the last frame is the whole (binarised) digit.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -116,21 +117,34 @@ def load_mnist(train: bool = True, root: str | os.PathLike | None = None, downlo
 
     root = Path(root).expanduser() if root is not None else default_data_root()
     split = "train" if train else "test"
+    hint = f"set {DATA_ENV} to a folder holding MNIST/raw"
     try:
         dataset = MNIST(str(root), train=train, download=False)
-    except RuntimeError:  # torchvision: "Dataset not found"
+    except RuntimeError as error:
+        if "not found" not in str(error):  # the files are there but cannot be parsed
+            raise _damaged(root, split, error) from None
         if not download:
-            raise DataError(f"MNIST ({split}) not found under {root}; set {DATA_ENV} to a folder holding MNIST/raw") from None
+            raise DataError(f"MNIST ({split}) not found under {root}; {hint}") from None
+        try:  # torchvision downloads into root/MNIST/raw: make sure that can be written first
+            (root / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=root / "MNIST" / "raw").close()
+        except OSError as error:
+            raise DataError(f"MNIST ({split}) not found under {root}, and that folder is not writable "
+                            f"({error.strerror or error}); {hint}, or to a writable folder") from None
         try:
             dataset = MNIST(str(root), train=train, download=True)
-        except Exception as error:  # network down, folder not writable, ...
-            raise DataError(
-                f"MNIST ({split}) not found under {root} and could not be downloaded "
-                f"({type(error).__name__}: {error}); set {DATA_ENV} to a folder holding MNIST/raw"
-            ) from None
+        except Exception as error:  # network down, server error, ...
+            raise DataError(f"MNIST ({split}) not found under {root} and could not be downloaded "
+                            f"({type(error).__name__}: {error}); {hint}") from None
     except Exception as error:  # a truncated or corrupt idx file
-        raise DataError(f"MNIST ({split}) under {root} could not be read ({type(error).__name__}: {error})") from None
+        raise _damaged(root, split, error) from None
     return dataset.data.clone(), dataset.targets.clone()
+
+
+def _damaged(root: Path, split: str, error: Exception) -> DataError:
+    detail = str(error).strip().splitlines()[0][:120] if str(error).strip() else "bad header"
+    return DataError(f"MNIST ({split}) under {root} is damaged ({type(error).__name__}: {detail}); delete "
+                     f"{root / 'MNIST' / 'raw'} to download it again, or set {DATA_ENV} to a good copy")
 
 
 class WritingVideos(torch.utils.data.Dataset):

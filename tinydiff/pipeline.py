@@ -6,10 +6,12 @@ import os
 from importlib import resources
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, model_from_checkpoint, sha256
 from .data import condition_from_digits
+from .drawing import digit_from_image
 from .errors import CheckpointError, ConfigError, InputError
 from .model import VideoUNet
 from .sampling import SamplerStep, guided, sample_steps
@@ -108,6 +110,25 @@ class Pipeline:
         """
         return self._run(digits=digits, steps=steps, sampler=sampler, seed=seed, guidance=guidance,
                          eta=eta, progress=progress)
+
+    def animate_image(self, images, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
+                      guidance: float = 1.0, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+        """Animate your own drawings: image files or arrays of any size, colour and polarity.
+
+        Each image is made MNIST-like first (`tinydiff.drawing.digit_from_image`); every image is
+        checked before any sampling starts.
+
+        Args:
+            images: one path / PIL image / array, or a list of them.
+        Returns:
+            (N, T, 28, 28) float tensor in [0, 1] on the CPU, one video per image.
+        """
+        sources = list(images) if isinstance(images, (list, tuple)) else [images]
+        if not sources:
+            raise InputError("no images to animate")
+        digits = np.stack([digit_from_image(source) for source in sources])
+        return self.animate(digits, steps=steps, sampler=sampler, seed=seed, guidance=guidance, eta=eta,
+                            progress=progress)
 
     def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
                  eta: float = 0.0, progress: bool = False) -> torch.Tensor:

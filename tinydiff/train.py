@@ -121,6 +121,21 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
+    """Whether the loss is finite on every rank (all ranks must stop together, or the others hang)."""
+    bad = (~torch.isfinite(loss.detach())).float()
+    if world > 1:
+        dist.all_reduce(bad)
+    return bad.item() == 0
+
+
+def _saved_step(path: Path) -> int | str:
+    try:
+        return load_checkpoint(path)["step"]
+    except CheckpointError:
+        return "none"
+
+
 @torch.no_grad()
 def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
@@ -148,6 +163,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     schedule = NoiseSchedule(model_cfg.schedule, model_cfg.num_timesteps)
     path = Path(cfg.out_dir) / CHECKPOINT_NAME
 
+    if rank == 0:  # a run killed while writing a checkpoint leaves its temporary file behind
+        for stale in path.parent.glob(f"{path.name}.*.tmp"):
+            stale.unlink(missing_ok=True)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     model = VideoUNet(model_cfg).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -208,9 +226,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
         weights = loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t).to(device)
         loss = (weights * per_sample).mean()
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the loss became {loss.item()} at step {step}; the last good checkpoint "
-                                f"({path}) is kept: lower --lr or check the data")
+        if not _finite_everywhere(loss, world):
+            # The weights that gave this loss were updated by finite steps only: keep them if they are sound.
+            if all(torch.isfinite(p).all() for p in model.parameters()):
+                save()
+            raise TrainingError(f"the loss is not finite at step {step + 1}; training stopped and {path} "
+                                f"holds the last good state (step {_saved_step(path)}): lower --lr or check the data")
 
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)

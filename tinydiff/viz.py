@@ -1,7 +1,8 @@
-"""Pictures of writing videos: grids and GIFs (the course's sliders and players come in later chapters)."""
+"""Pictures of writing videos: grids, smooth interpolation, side-by-side views, GIF and MP4 files."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 from pathlib import Path
@@ -12,12 +13,49 @@ from PIL import Image
 
 from .errors import InputError
 
+FORMATS = (".gif", ".mp4")
 
-def video_grid(videos: torch.Tensor, columns: int | None = None, pad: int = 1) -> np.ndarray:
-    """Tile videos side by side: (N, T, H, W) in [0, 1] -> (T, rows*(H+pad)+pad, cols*(W+pad)+pad) uint8."""
+
+def _videos(videos) -> torch.Tensor:
     videos = torch.as_tensor(videos).float()
-    if videos.dim() != 4 or videos.shape[0] == 0:
-        raise InputError(f"videos must be shaped (N, T, H, W) with N >= 1, got {tuple(videos.shape)}")
+    if videos.dim() != 4 or videos.shape[0] == 0 or videos.shape[1] == 0:
+        raise InputError(f"videos must be shaped (N, T, H, W) with N, T >= 1, got {tuple(videos.shape)}")
+    return videos
+
+
+def interpolate(videos, between: int) -> torch.Tensor:
+    """Smooth motion: `between` linearly blended frames between each pair of frames.
+
+    (N, T, H, W) -> (N, (T - 1)(between + 1) + 1, H, W); the original frames are kept exactly.
+    """
+    videos = _videos(videos)
+    if isinstance(between, bool) or not isinstance(between, int) or between < 0:
+        raise InputError(f"the number of in-between frames must be an integer >= 0, got {between!r}")
+    if between == 0 or videos.shape[1] == 1:
+        return videos
+    weights = torch.arange(between + 1, dtype=videos.dtype) / (between + 1)  # 0, 1/(k+1), ...
+    a, b = videos[:, :-1, None], videos[:, 1:, None]  # (N, T-1, 1, H, W)
+    blended = a + (b - a) * weights.view(1, 1, -1, 1, 1)  # (N, T-1, k+1, H, W)
+    return torch.cat([blended.flatten(1, 2), videos[:, -1:]], dim=1)
+
+
+def beside_inputs(videos, digits) -> torch.Tensor:
+    """Each input digit, held still, to the left of its video: (N, T, H, W) -> (N, T, H, 2W + 1).
+
+    digits: (N, 28, 28) uint8 0..255 (as the model saw them).
+    """
+    videos = _videos(videos)
+    digits = torch.as_tensor(np.asarray(digits)).float() / 255.0
+    if digits.shape != (videos.shape[0], *videos.shape[2:]):
+        raise InputError(f"need one (H, W) input per video: {tuple(digits.shape)} against {tuple(videos.shape)}")
+    still = digits[:, None].expand(-1, videos.shape[1], -1, -1)
+    gap = torch.full((*videos.shape[:3], 1), 0.25)  # a thin grey line between input and video
+    return torch.cat([still, gap, videos], dim=3)
+
+
+def video_grid(videos, columns: int | None = None, pad: int = 1) -> np.ndarray:
+    """Tile videos side by side: (N, T, H, W) in [0, 1] -> (T, rows*(H+pad)+pad, cols*(W+pad)+pad) uint8."""
+    videos = _videos(videos)
     n, t, h, w = videos.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -30,18 +68,44 @@ def video_grid(videos: torch.Tensor, columns: int | None = None, pad: int = 1) -
     return grid
 
 
-def save_gif(videos: torch.Tensor, path: str | os.PathLike, fps: float = 8.0, scale: int = 4,
-             columns: int | None = None, hold_last: int = 5) -> Path:
-    """Write videos (N, T, H, W) in [0, 1] as one looping GIF grid, enlarged `scale` times.
+def check_output(path: str | os.PathLike) -> Path:
+    """Validate an output file name before any work is done: a known format, and MP4 only with ffmpeg."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise InputError(f"cannot write {path}: the output must end in {' or '.join(FORMATS)}")
+    if path.suffix.lower() == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise InputError("writing MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or write a .gif)")
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory")
+    return path
+
+
+def save_video(videos, path: str | os.PathLike, fps: float = 8.0, scale: int = 4, columns: int | None = None,
+               hold_last: int = 5) -> Path:
+    """Write videos (N, T, H, W) in [0, 1] as one looping grid, enlarged `scale` times, to a GIF or MP4.
 
     The last frame stays on screen `hold_last` frames longer, so the finished digit can be seen.
     """
+    path = check_output(path)
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps!r}")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise InputError(f"scale must be a positive integer, got {scale!r}")
     grid = video_grid(videos, columns)
     grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
-    frames = [Image.fromarray(frame) for frame in grid]
-    durations = [int(1000 / fps)] * len(frames)
-    durations[-1] *= 1 + hold_last
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix.lower() == ".gif":
+            frames = [Image.fromarray(frame) for frame in grid]
+            durations = [round(1000 / fps)] * len(frames)
+            durations[-1] *= 1 + hold_last
+            frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+        else:
+            import imageio.v2 as imageio
+
+            held = np.concatenate([grid, np.repeat(grid[-1:], hold_last, axis=0)])
+            imageio.mimwrite(path, held, fps=fps, macro_block_size=1)
+    except OSError as error:
+        raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     return path
+

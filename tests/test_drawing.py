@@ -1,4 +1,7 @@
-"""Your own drawing -> an MNIST-style digit, and animating it from Python and from the command line."""
+"""Your own drawing -> an MNIST-style digit, and animating it from Python, the command line and a widget."""
+
+import datetime
+import io
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ from tinydiff import InputError, Pipeline, VideoUNet, preset
 from tinydiff.checkpoint import save_checkpoint
 from tinydiff.cli import main
 from tinydiff.drawing import digit_from_image, example_drawings
+from tinydiff.widgets import drawing_animator, uploaded_files
 
 
 def seven(size=(400, 400), ink=(20, 20, 60), paper=(250, 245, 230), mode="RGB", width=None) -> Image.Image:
@@ -233,3 +237,28 @@ def test_mp4_needs_ffmpeg_or_is_written(tiny_checkpoint, tmp_path, capsys):
         assert code == 2 and "imageio-ffmpeg" in capsys.readouterr().err
     else:
         assert code == 0 and (tmp_path / "a.mp4").stat().st_size > 0
+
+
+def test_uploaded_files_from_either_ipywidgets_generation():
+    data = b"\x89PNG..."
+    assert uploaded_files({"a.png": {"content": data, "metadata": {"name": "a.png"}}}) == [("a.png", data)]
+    assert uploaded_files(({"name": "a.png", "content": memoryview(data), "size": 7},)) == [("a.png", data)]
+    assert uploaded_files(()) == []
+
+
+def test_drawing_animator_widget(tiny_checkpoint):
+    pipe = Pipeline.from_checkpoint(tiny_checkpoint, device="cpu")
+    box = drawing_animator(pipe, steps=2)
+    (choice, upload), (digit_view, video_view), status = box.children[0].children, box.children[1].children, \
+        box.children[2]
+    assert video_view.value[:6] == b"GIF89a" and digit_view.value[:4] == b"\x89PNG"
+    first = video_view.value
+    choice.value = choice.options[-1]  # another example drawing
+    assert video_view.value[:6] == b"GIF89a" and video_view.value != first
+    assert "writing video" in status.value
+    blank = io.BytesIO()
+    Image.new("L", (40, 40), 255).save(blank, format="PNG")
+    upload.value = ({"name": "blank.png", "type": "image/png", "size": len(blank.getvalue()),
+                     "last_modified": datetime.datetime.now(datetime.timezone.utc),
+                     "content": memoryview(blank.getvalue())},)
+    assert "blank.png" in status.value and "blank" in status.value.split("</b>")[-1]

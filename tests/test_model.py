@@ -126,12 +126,13 @@ def test_condition_changes_the_output_and_none_means_zeros():
 def test_config_round_trip_and_validation():
     cfg = preset("default")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
-    assert preset("default", channels=[8, 16, 32]).channels == (8, 16, 32)
+    assert preset("original", channels=[8, 16, 32]).channels == (8, 16, 32)
     with pytest.raises(ConfigError, match="known presets: original"):
         preset("huge")
     with pytest.raises(ConfigError, match="unknown model settings: colour"):
         ModelConfig.from_dict({**cfg.to_dict(), "colour": 1})
     for bad in [dict(norm="layer"), dict(channels=(12, 24)), dict(attention_levels=(5,)), dict(prediction="score"),
-                dict(schedule="quadratic"), dict(size=30, channels=(8, 16, 32))]:
+                dict(schedule="quadratic"), dict(size=30, channels=(8, 16, 32)), dict(channels="many"),
+                dict(frames=0), dict(patch=1.5), dict(film="yes"), dict(attention_levels=[True])]:
         with pytest.raises(ConfigError):
             ModelConfig(**{**cfg.to_dict(), **bad})

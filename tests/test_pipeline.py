@@ -68,28 +68,43 @@ def test_shipped_weights_are_checked_against_their_sha256(monkeypatch):
         tinydiff.pretrained("writer")
 
 
-def test_checkpoint_errors(tmp_path):
-    with pytest.raises(CheckpointError, match="does not exist"):
-        Pipeline.from_checkpoint(tmp_path / "missing.pt")
-    with pytest.raises(CheckpointError, match="directory"):
-        Pipeline.from_checkpoint(tmp_path)
-    (tmp_path / "notes.pt").write_text("hello")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
-        Pipeline.from_checkpoint(tmp_path / "notes.pt")
-    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match="not a tinydiff checkpoint"):
-        Pipeline.from_checkpoint(tmp_path / "other.pt")
+def _tiny_state(config_name: str = "tiny") -> dict:
     model = VideoUNet(preset("tiny"))
-    save_checkpoint({"model_config": preset("default").to_dict(), "model": model.state_dict(), "ema": None},
-                    tmp_path / "mismatch.pt")
-    with pytest.raises(CheckpointError, match="do not fit"):
-        Pipeline.from_checkpoint(tmp_path / "mismatch.pt")
-    save_checkpoint({"model_config": preset("tiny").to_dict(), "model": model.state_dict(), "ema": None},
-                    tmp_path / "good.pt")
-    data = (tmp_path / "good.pt").read_bytes()
-    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated"):
-        Pipeline.from_checkpoint(tmp_path / "cut.pt")
+    return {"model_config": preset(config_name).to_dict(), "model": model.state_dict(), "ema": None}
+
+
+def _truncated(path):
+    save_checkpoint(_tiny_state(), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+CHECKPOINT_ERRORS = {
+    "missing": (lambda d: d / "missing.pt", "does not exist"),
+    "a directory": (lambda d: d, "directory"),
+    "a text file": (lambda d: (d / "notes.pt").write_text("hello") and d / "notes.pt", "not a readable checkpoint"),
+    "empty file": (lambda d: (d / "empty.pt").write_bytes(b"") or d / "empty.pt", "not a readable checkpoint"),
+    "truncated": (lambda d: _truncated(d / "cut.pt"), "truncated"),
+    "another torch file": (lambda d: torch.save({"weights": torch.zeros(2)}, d / "o.pt") or d / "o.pt",
+                           "not a tinydiff checkpoint"),
+    "weights of another config": (lambda d: save_checkpoint(_tiny_state("default"), d / "m.pt") or d / "m.pt",
+                                  "do not fit"),
+    "unknown config": (lambda d: save_checkpoint({**_tiny_state(), "model_config": {"channels": "many"}},
+                                                 d / "u.pt") or d / "u.pt", "configuration is unusable"),
+}
+
+
+@pytest.mark.parametrize("case", CHECKPOINT_ERRORS, ids=list(CHECKPOINT_ERRORS))
+def test_checkpoint_errors(case, tmp_path):
+    make, message = CHECKPOINT_ERRORS[case]
+    with pytest.raises(CheckpointError, match=message) as info:
+        Pipeline.from_checkpoint(make(tmp_path))
+    assert "\n" not in str(info.value)
+
+
+def test_a_good_checkpoint_loads(tmp_path):
+    save_checkpoint(_tiny_state(), tmp_path / "good.pt")
     assert isinstance(Pipeline.from_checkpoint(tmp_path / "good.pt", device="cpu"), Pipeline)
 
 

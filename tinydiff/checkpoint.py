@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError
 from .model import ModelConfig, VideoUNet
 
 FORMAT = "tinydiff-checkpoint-1"
@@ -64,7 +64,7 @@ def model_from_checkpoint(payload: dict, use_ema: bool = True) -> VideoUNet:
     """Rebuild the network a checkpoint describes and load its (EMA) weights."""
     try:
         cfg = ModelConfig.from_dict(payload["model_config"])
-    except (KeyError, TypeError, ConfigError) as error:
+    except (KeyError, TypeError, ValueError) as error:  # ConfigError is a ValueError
         raise CheckpointError(f"the checkpoint's model configuration is unusable: {error}") from None
     model = VideoUNet(cfg)
     weights = payload.get("ema") if use_ema and payload.get("ema") is not None else payload.get("model")

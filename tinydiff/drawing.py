@@ -8,6 +8,7 @@ light paper and light ink on dark paper both work; an alpha channel that varies 
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from importlib import resources
@@ -27,28 +28,32 @@ INK_LEVEL = 0.25  # normalised ink above this level counts for the bounding box
 WORK_SIDE = 1024  # larger pictures are first averaged down to about this size (a 20x20 box needs no more)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a PNG/JPEG/GIF/... file as an ink map: (H, W) float64 in [0, 1], 1 = ink, 0 = paper.
+def read_image(source) -> np.ndarray:
+    """Read an image file (a path, or its bytes) as an ink map: (H, W) float64 in [0, 1], 1 = ink.
 
     Raises InputError for a missing file, a folder, a file that is not an image, or a damaged image.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"image {path} does not exist")
-    if path.is_dir():
-        raise InputError(f"{path} is a directory; give an image file (PNG, JPEG, GIF, ...)")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name, opened = "the uploaded file", io.BytesIO(bytes(source))
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"image {path} does not exist")
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; give an image file (PNG, JPEG, GIF, ...)")
+        name, opened = str(path), path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(opened) as image:
                 image.load()  # decode now: a truncated file fails here, not later
                 return ink_map(image)
     except (UnidentifiedImageError, SyntaxError):
-        raise InputError(f"{path} is not an image that can be read (PNG, JPEG, GIF, BMP, WebP, TIFF)") from None
+        raise InputError(f"{name} is not an image that can be read (PNG, JPEG, GIF, BMP, WebP, TIFF)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputError(f"{path} is too large to be a drawing (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+        raise InputError(f"{name} is too large to be a drawing (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
     except (OSError, ValueError) as error:  # truncated data, broken chunks, unsupported modes
-        raise InputError(f"{path} is a damaged or unsupported image ({error})") from None
+        raise InputError(f"{name} is a damaged or unsupported image ({error})") from None
 
 
 def _grey(image: Image.Image) -> np.ndarray:
@@ -130,12 +135,12 @@ def digit_from_image(source) -> np.ndarray:
     """Any drawing of a digit -> (28, 28) uint8 MNIST-style digit, white ink on black.
 
     Args:
-        source: a path to an image file, a PIL image, or an array: (H, W) greyscale, (H, W, 3) RGB or
+        source: a path to an image file, its bytes (e.g. an upload), a PIL image, or an array: (H, W) greyscale, (H, W, 3) RGB or
             (H, W, 4) RGBA, uint8 0..255, uint16 0..65535 or float 0..1. Either polarity.
     Raises:
         InputError naming the problem (missing or damaged file, blank or tiny image, bad array, ...).
     """
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         return digit_from_ink(read_image(source))
     if isinstance(source, Image.Image):
         return digit_from_ink(ink_map(source))

@@ -16,6 +16,7 @@ per-frame 2D model, the ablation of the temporal-consistency chapter. Its normal
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -52,8 +53,14 @@ class ModelConfig:
     num_timesteps: int = 1000
 
     def __post_init__(self):
-        self.channels = tuple(int(c) for c in self.channels)
-        self.attention_levels = tuple(int(a) for a in self.attention_levels)
+        self.channels = _integers("channels", self.channels)
+        self.attention_levels = _integers("attention_levels", self.attention_levels)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int" and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
+                raise ConfigError(f"{f.name} must be a positive integer, got {value!r}")
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be True or False, got {value!r}")
         choices = {"norm": ("group", "batch"), "activation": ("silu", "relu"),
                    "time_embedding": ("sinusoidal", "mlp"), "prediction": PREDICTIONS}
         for name, allowed in choices.items():
@@ -82,6 +89,13 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
         return cls(**values)
+
+
+def _integers(name: str, values) -> tuple[int, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+        raise ConfigError(f"{name} must be a sequence of integers, got {values!r}")
+    return tuple(int(v) for v in values)
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import math
 import os
 from pathlib import Path
@@ -80,6 +81,30 @@ def check_output(path: str | os.PathLike) -> Path:
     return path
 
 
+def _frames(videos, scale: int, columns: int | None) -> np.ndarray:
+    """Videos (N, T, H, W) in [0, 1] -> one enlarged grid per frame, (T, H', W') uint8."""
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise InputError(f"scale must be a positive integer, got {scale!r}")
+    grid = video_grid(videos, columns)
+    return grid.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def _write_gif(grid: np.ndarray, target, fps: float, hold_last: int) -> None:
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps!r}")
+    frames = [Image.fromarray(frame) for frame in grid]
+    durations = [round(1000 / fps)] * len(frames)
+    durations[-1] *= 1 + hold_last  # the finished digit stays on screen a little longer
+    frames[0].save(target, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+
+
+def gif_bytes(videos, fps: float = 8.0, scale: int = 4, columns: int | None = None, hold_last: int = 5) -> bytes:
+    """Videos (N, T, H, W) in [0, 1] as the bytes of one looping GIF grid (for widgets and web pages)."""
+    buffer = io.BytesIO()
+    _write_gif(_frames(videos, scale, columns), buffer, fps, hold_last)
+    return buffer.getvalue()
+
+
 def save_video(videos, path: str | os.PathLike, fps: float = 8.0, scale: int = 4, columns: int | None = None,
                hold_last: int = 5) -> Path:
     """Write videos (N, T, H, W) in [0, 1] as one looping grid, enlarged `scale` times, to a GIF or MP4.
@@ -89,17 +114,11 @@ def save_video(videos, path: str | os.PathLike, fps: float = 8.0, scale: int = 4
     path = check_output(path)
     if not fps > 0:
         raise InputError(f"fps must be positive, got {fps!r}")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-        raise InputError(f"scale must be a positive integer, got {scale!r}")
-    grid = video_grid(videos, columns)
-    grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
+    grid = _frames(videos, scale, columns)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".gif":
-            frames = [Image.fromarray(frame) for frame in grid]
-            durations = [round(1000 / fps)] * len(frames)
-            durations[-1] *= 1 + hold_last
-            frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+            _write_gif(grid, path, fps, hold_last)
         else:
             import imageio.v2 as imageio
 
@@ -108,4 +127,3 @@ def save_video(videos, path: str | os.PathLike, fps: float = 8.0, scale: int = 4
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     return path
-

@@ -24,10 +24,10 @@ run: install
 test: install
 	$(PY) -m pytest
 
-# Retrain the shipped writer from scratch (about 45 minutes on 2 CPU cores), then export its EMA
+# Retrain the shipped writer from scratch (about an hour on 2 CPU cores), then export its EMA
 # weights into the package; record the printed SHA-256 in tinydiff/pipeline.py (PRETRAINED).
 writer: install
-	$(PY) -m tinydiff train --preset default --steps 4000 --batch-size 16 --lr 2e-3 --seed 0 \
+	$(PY) -m tinydiff train --preset default --steps 5000 --batch-size 16 --lr 2e-3 --seed 0 \
 		--checkpoint-every 500 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tinydiff import ConfigError, ModelConfig, VideoUNet, preset
-from tinydiff.model import PRESETS, DualConv, FrameGroupNorm, TemporalAttention, count_parameters
+from tinydiff.model import PRESETS, DualConv, FrameGroupNorm, TemporalAttention, count_parameters, ink_distance
 
 
 def randomised(model: VideoUNet) -> VideoUNet:
@@ -39,7 +39,8 @@ def frame_influence(model: VideoUNet, frame: int = 2, t_len: int = 5) -> torch.T
         return (model(x2, t, c) - model(x, t, c)).abs().amax(dim=(0, 1, 3, 4))
 
 
-@pytest.mark.parametrize("extras", [{}, {"film": True, "global_context": True}, {"patch": 2, "channels": (8,), "attention_levels": ()}])
+@pytest.mark.parametrize("extras", [{}, {"film": True, "global_context": True, "ink_distance": True},
+                                    {"patch": 2, "channels": (8,), "attention_levels": ()}])
 def test_per_frame_ablation_is_really_per_frame(extras):
     model = randomised(VideoUNet(small(temporal_conv=False, temporal_attention=False, **extras)))
     change = frame_influence(model)
@@ -136,3 +137,21 @@ def test_config_round_trip_and_validation():
                 dict(frames=0), dict(patch=1.5), dict(film="yes"), dict(attention_levels=[True])]:
         with pytest.raises(ConfigError):
             ModelConfig(**{**cfg.to_dict(), **bad})
+
+
+def test_ink_distance_is_scipys_distance_transform():
+    import numpy as np
+    from scipy import ndimage
+
+    from .conftest import synthetic_digits
+    from tinydiff.data import condition_from_digits
+
+    digits, _ = synthetic_digits(32, seed=3)
+    digits[0] = 255  # no paper at all
+    digits[1] = 0  # no ink
+    condition = condition_from_digits(digits)
+    expected = np.stack([ndimage.distance_transform_edt(d > 127) for d in digits])
+    expected[0] = np.hypot(28, 28)  # scipy needs some background; ours reads "as deep as the image is large"
+    got = ink_distance(condition, scale=1.0)[:, 0].double().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert torch.equal(ink_distance(torch.zeros(2, 1, 28, 28)), torch.zeros(2, 1, 28, 28))  # dropped condition

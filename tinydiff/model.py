@@ -45,6 +45,7 @@ class ModelConfig:
     coord_channels: bool = True  # input channels holding the row and the frame position
     film: bool = False  # per-frame scale-and-shift conditioning on (timestep, frame position) embeddings
     global_context: bool = False  # the coarsest level also sees each frame's spatial max (per channel)
+    ink_distance: bool = False  # an input channel: the distance transform of the condition's ink
     conditional: bool = True  # an input channel holding the finished digit (image-to-video)
     frames: int = 15
     size: int = 28
@@ -104,14 +105,16 @@ PRESETS: dict[str, ModelConfig] = {
                             activation="relu", time_embedding="mlp", temporal_attention=False,
                             coord_channels=False),
     # The course's default (see RESULTS.md): 2x2 patches, so the U-Net runs at 14 and 7 px; temporal
-    # attention at 7 px; x0-prediction, cosine schedule; per-frame FiLM and global context.
+    # attention at 7 px; x0-prediction, cosine schedule; per-frame FiLM, global context, ink distance.
     "default": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
-                           prediction="x0", schedule="cosine"),
+                           ink_distance=True, prediction="x0", schedule="cosine"),
     # The ablations of the temporal-consistency chapter, identical but for what mixes frames.
     "per-frame": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
-                             prediction="x0", schedule="cosine", temporal_conv=False, temporal_attention=False),
+                             ink_distance=True, prediction="x0", schedule="cosine", temporal_conv=False,
+                             temporal_attention=False),
     "temporal-conv": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True,
-                                 global_context=True, prediction="x0", schedule="cosine", temporal_attention=False),
+                                 global_context=True, ink_distance=True, prediction="x0", schedule="cosine",
+                                 temporal_attention=False),
     # Test-sized: a few thousand parameters.
     "tiny": ModelConfig(channels=(8, 16), attention_levels=(1,), attention_heads=2, groups=4,
                         prediction="v", schedule="cosine"),
@@ -283,6 +286,28 @@ def depth_to_space(x: torch.Tensor, patch: int) -> torch.Tensor:
     return x.reshape(b, c, t, h * patch, w * patch)
 
 
+def ink_distance(condition: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
+    """The Euclidean distance transform of the condition's ink, divided by `scale`: (B, 1, H, W).
+
+    Each ink pixel's distance to the nearest paper pixel, exactly as scipy's distance_transform_edt,
+    computed on any device in two separable passes (Felzenszwalb & Huttenlocher): the distance along
+    each row, then the best row for each column. Ink is condition > 0, so a dropped (zero) condition
+    gives zeros; an image without any paper reads as deep as it is large.
+    """
+    b, _, h, w = condition.shape
+    paper = condition[:, 0] <= 0  # (B, H, W)
+    far = float(h * h + w * w)
+    cols = torch.arange(w, device=condition.device, dtype=torch.float32)
+    rows = torch.arange(h, device=condition.device, dtype=torch.float32)
+    across = (cols[:, None] - cols[None, :]).square()  # (W, W): squared column offsets
+    # Pass 1: squared distance to the nearest paper pixel in the same row, (B, H, W).
+    along_row = torch.where(paper[:, :, None, :], across, torch.full_like(across, far)).amin(dim=3)
+    # Pass 2: over all rows r', the row distance at r' plus the squared row offset, (B, H, W).
+    down = (rows[:, None] - rows[None, :]).square()  # (H, H)
+    squared = (along_row[:, None, :, :] + down[None, :, :, None]).amin(dim=2)
+    return (squared.clamp(max=far).sqrt() * ~paper / scale)[:, None].to(condition.dtype)
+
+
 # -- the network -------------------------------------------------------------------------------------
 
 
@@ -299,7 +324,8 @@ class VideoUNet(nn.Module):
         widths = cfg.channels
         emb_dim = 4 * widths[0]
         attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(len(widths))]
-        in_channels = (1 + int(cfg.conditional) + 2 * int(cfg.coord_channels)) * cfg.patch**2
+        extra = int(cfg.conditional) * (1 + int(cfg.ink_distance)) + 2 * int(cfg.coord_channels)
+        in_channels = (1 + extra) * cfg.patch**2
         self.time = TimeEmbedding(cfg, emb_dim)
         self.frame = nn.Linear(emb_dim, emb_dim) if cfg.film else None
         self.context = nn.Conv3d(widths[-1], widths[-1], 1) if cfg.global_context else None
@@ -323,6 +349,8 @@ class VideoUNet(nn.Module):
         if self.cfg.conditional:
             cond = torch.zeros(b, 1, h, w, dtype=x.dtype, device=x.device) if condition is None else condition
             parts.append(cond.to(x.dtype)[:, :, None].expand(b, 1, t, h, w))  # the digit in every frame
+            if self.cfg.ink_distance:
+                parts.append(ink_distance(cond).to(x.dtype)[:, :, None].expand(b, 1, t, h, w))
         if self.cfg.coord_channels:
             rows = torch.linspace(1, -1, h, dtype=x.dtype, device=x.device).view(1, 1, 1, h, 1)
             frame = torch.linspace(-1, 1, t, dtype=x.dtype, device=x.device).view(1, 1, t, 1, 1)

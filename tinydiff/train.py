@@ -173,7 +173,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     step, losses, elapsed = 0, [], 0.0
     if resume and path.exists():
         state = load_checkpoint(path, map_location=device)
-        if state.get("model_config") != model_cfg.to_dict():
+        if ModelConfig.from_dict(state.get("model_config") or {}) != model_cfg:
             raise CheckpointError(f"{path} holds a different model configuration; use another out_dir "
                                   "or start afresh (resume=False, --no-resume)")
         model.load_state_dict(state["model"])

@@ -1,11 +1,11 @@
-# Two entry points (see README.md): `make run` (the main job) and `make test` (every test).
+# Two entry points (see README.md): `make run` (builds the book) and `make test` (every test).
 # Each creates .venv and installs what it needs on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test install clean writer bench
+.PHONY: run test demo install clean writer bench
 
 install: $(VENV)/.installed
 
@@ -16,13 +16,21 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --editable .
 	touch $@
 
-# Train a small model briefly on the CPU (or GPU), then animate 16 test digits into a GIF.
+# The main job: build the course book (runs every notebook), then say where the HTML is.
 run: install
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+# Every test: the unit tests, the notebooks re-executed and compared with their committed outputs
+# (nbval), and the book build (warnings are errors; a cell that raises fails it).
+test: install
+	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+	$(VENV)/bin/jupyter-book build . -W --keep-going
+
+# Train a small model briefly on the CPU (or GPU), then animate 16 test digits into a GIF.
+demo: install
 	$(PY) -m tinydiff train --preset default --steps 200 --out $(DEMO) --no-resume
 	$(PY) -m tinydiff generate --checkpoint $(DEMO)/checkpoint.pt --test-digits 16 --steps 50 -o $(DEMO)/videos.gif
-
-test: install
-	$(PY) -m pytest
 
 # Retrain the shipped writer from scratch (about an hour on 2 CPU cores), then export its EMA
 # weights into the package; record the printed SHA-256 in tinydiff/pipeline.py (PRETRAINED).
@@ -36,4 +44,4 @@ bench: install
 	$(PY) -m tinydiff bench
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache _build

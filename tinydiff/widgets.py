@@ -11,7 +11,9 @@ import numpy as np
 from PIL import Image
 
 from .drawing import digit_from_image, example_drawings
-from .errors import TinydiffError
+from .errors import InputError, TinydiffError
+from .plots import noised, strip
+from .schedule import NoiseSchedule
 from .viz import gif_bytes
 
 
@@ -27,7 +29,9 @@ def uploaded_files(value) -> list[tuple[str, bytes]]:
 
 
 def _png(array: np.ndarray, scale: int) -> bytes:
-    """A (H, W) uint8 picture as PNG bytes, enlarged `scale` times without smoothing."""
+    """A (H, W) picture (uint8, or float in [0, 1]) as PNG bytes, enlarged `scale` times without smoothing."""
+    if array.dtype != np.uint8:
+        array = (np.clip(array, 0, 1) * 255).round().astype(np.uint8)
     image = Image.fromarray(array).resize((array.shape[1] * scale, array.shape[0] * scale), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -81,3 +85,36 @@ def drawing_animator(pipe, steps: int = 20, seed: int = 0, scale: int = 6):
     show(examples[choice.value], choice.value)
     return widgets.VBox([widgets.HBox([choice, upload]), widgets.HBox([digit_view, video_view]), status])
 
+
+
+def picture_slider(pictures, titles=None, description: str = "step", scale: int = 4):
+    """A slider over precomputed pictures (H, W) in [0, 1]: moving it swaps the picture instantly.
+
+    Returns an ipywidgets VBox (slider, title, picture).
+    """
+    import ipywidgets as widgets
+
+    pngs = [_png(np.asarray(p, dtype=np.float32), scale) for p in pictures]
+    if not pngs:
+        raise InputError("a slider needs at least one picture")
+    titles = list(titles) if titles is not None else [""] * len(pngs)
+    slider = widgets.IntSlider(value=0, min=0, max=len(pngs) - 1, step=1, description=description,
+                               continuous_update=True)
+    label = widgets.Label(titles[0])
+    view = widgets.Image(value=pngs[0], format="png")
+
+    def update(change) -> None:
+        view.value = pngs[change["new"]]
+        label.value = titles[change["new"]]
+
+    slider.observe(update, names="value")
+    return widgets.VBox([slider, label, view])
+
+
+def timestep_slider(video, schedule: NoiseSchedule, every: int = 10, seed: int = 0, scale: int = 3):
+    """Live: drag t and watch the writing video (all frames) under q(x_t | x_0), same noise throughout."""
+    timesteps = list(range(0, schedule.num_timesteps, every))
+    x_t = noised(video, schedule, timesteps, seed)
+    pictures = [strip((x + 1) / 2) for x in x_t]
+    titles = [f"t = {t}" for t in timesteps]
+    return picture_slider(pictures, titles, description=f"t / {every}", scale=scale)

@@ -1,0 +1,62 @@
+"""Figures, players and sliders of the course: shapes, contents, and the noise they show."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from tinydiff import InputError, NoiseSchedule
+from tinydiff.plots import noised, player, plot_schedules, show_videos, strip
+from tinydiff.widgets import picture_slider, timestep_slider
+
+
+def test_strip_lays_frames_side_by_side():
+    video = torch.arange(2 * 2 * 3, dtype=torch.float32).reshape(2, 2, 3)  # T=2 frames of 2x3
+    expected = np.array([[0, 1, 2, 0.5, 6, 7, 8],
+                         [3, 4, 5, 0.5, 9, 10, 11]], dtype=np.float32)
+    np.testing.assert_array_equal(strip(video), expected)
+    with pytest.raises(InputError, match="shaped"):
+        strip(torch.zeros(28, 28))
+
+
+def test_noised_is_the_closed_form_with_one_noise():
+    video = (torch.rand(15, 28, 28, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    schedule = NoiseSchedule("linear")
+    steps = [0, 10, 999]
+    got = noised(video, schedule, steps, seed=3)
+    noise = torch.randn(1, 15, 28, 28, generator=torch.Generator().manual_seed(3))
+    x0 = video * 2 - 1
+    for i, t in enumerate(steps):  # alpha_bar from its definition, in float64
+        alpha_bar = math.prod(1 - (1e-4 + (0.02 - 1e-4) * s / 999) for s in range(t + 1))
+        expected = math.sqrt(alpha_bar) * x0 + math.sqrt(1 - alpha_bar) * noise[0]
+        torch.testing.assert_close(got[i], expected, atol=1e-5, rtol=0)
+
+
+def test_player_embeds_every_picture():
+    pictures = [np.full((4, 6), v) for v in (0.0, 0.5, 1.0)]
+    html = player(pictures, ["a", "b", "c"]).data
+    assert html.count("data:image/png;base64") == 3 and "<input" in html
+    with pytest.raises(InputError):
+        player([])
+
+
+def test_figures_build():
+    import matplotlib.pyplot as plt
+
+    fig = show_videos(torch.zeros(2, 15, 28, 28), labels=["a", "b"])
+    assert len(fig.axes) == 2
+    assert len(plot_schedules(NoiseSchedule("linear"), NoiseSchedule("cosine")).axes) == 2
+    with pytest.raises(InputError, match="labels"):
+        show_videos(torch.zeros(2, 15, 28, 28), labels=["a"])
+    plt.close("all")
+
+
+def test_picture_slider_swaps_pictures():
+    box = picture_slider([np.zeros((3, 3)), np.ones((3, 3))], ["zero", "one"], scale=2)
+    slider, label, view = box.children
+    first = view.value
+    slider.value = 1
+    assert label.value == "one" and view.value != first and view.value[:4] == b"\x89PNG"
+    timesteps = timestep_slider(torch.zeros(15, 28, 28), NoiseSchedule("cosine"), every=100)
+    assert timesteps.children[0].max == 9

@@ -60,3 +60,17 @@ def test_picture_slider_swaps_pictures():
     assert label.value == "one" and view.value != first and view.value[:4] == b"\x89PNG"
     timesteps = timestep_slider(torch.zeros(15, 28, 28), NoiseSchedule("cosine"), every=100)
     assert timesteps.children[0].max == 9
+
+
+def test_trajectory_shows_every_kth_step_and_the_last():
+    from tinydiff.plots import trajectory
+    from tinydiff.sampling import SamplerStep
+    from tinydiff.widgets import trajectory_slider
+
+    x = torch.zeros(1, 1, 15, 28, 28)
+    run = [SamplerStep(index=i, t=99 - 10 * i, x_t=x + i / 10, pred_x0=x - 1, x_prev=x) for i in range(10)]
+    pictures, titles = trajectory(run, every=4)
+    assert [t.split(",")[0] for t in titles] == ["step 1 of 10", "step 5 of 10", "step 9 of 10", "step 10 of 10"]
+    assert pictures[0].shape == (2 * 28 + 1, 15 * 29 - 1)
+    assert pictures[1][0, 0] == pytest.approx(0.7) and pictures[1][-1, 0] == 0.0  # x_t = 0.4 -> 0.7; x0 = -1 -> 0
+    assert trajectory_slider(run, every=4).children[0].max == 3

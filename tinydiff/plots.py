@@ -112,3 +112,71 @@ def plot_schedules(*schedules: NoiseSchedule):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def show_preprocessing(sources, names=None):
+    """For each drawing: the file as it is, its ink map, and the MNIST-style digit the model sees.
+
+    sources: paths, PIL images or arrays (anything `tinydiff.drawing.digit_from_image` takes).
+    Returns the figure (one row per drawing).
+    """
+    from PIL import Image
+
+    from .drawing import digit_from_image, ink_map, read_image
+
+    sources = list(sources)
+    names = list(names) if names is not None else [getattr(s, "name", f"drawing {i + 1}") for i, s in enumerate(sources)]
+    fig, axes = plt.subplots(len(sources), 3, figsize=(6.6, 2.2 * len(sources)), squeeze=False)
+    for row, source, name in zip(axes, sources, names):
+        if isinstance(source, Image.Image):
+            shown, ink = source, ink_map(source)
+        elif isinstance(source, np.ndarray):
+            shown, ink = source, None
+        else:
+            with Image.open(source) as image:
+                shown = image.convert("RGBA")
+            ink = read_image(source)
+        row[0].imshow(shown, cmap="gray")
+        row[0].set_ylabel(name, fontsize=8)
+        if ink is not None:
+            row[1].imshow(ink, cmap="gray", vmin=0, vmax=1)
+        row[2].imshow(digit_from_image(source), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        for ax in row:
+            ax.set_xticks([]), ax.set_yticks([])
+    for ax, title in zip(axes[0], ("as drawn", "ink (polarity found)", "28x28, as MNIST")):
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def video_player(videos, fps: float = 4.0, scale: int = 4):
+    """A scrubbable player over the frames of several videos at once: (N, T, H, W) in [0, 1]."""
+    from .viz import video_grid
+
+    grid = video_grid(videos)  # (T, H', W') uint8
+    return player(grid / 255.0, [f"frame {k + 1} of {len(grid)}" for k in range(len(grid))], fps=fps, scale=scale)
+
+
+def trajectory(steps, every: int = 1, video: int = 0):
+    """Pictures of a sampling run: for every `every`-th step, x_t (top) over the predicted x_0 (bottom).
+
+    steps: the `SamplerStep`s of one run (e.g. `list(pipe.steps(...))`); video: which video of the batch.
+    Returns (pictures (S, 2H+1, T(W+1)-1) in [0, 1], titles).
+    """
+    steps = list(steps)
+    if not steps:
+        raise InputError("no sampler steps to show")
+    chosen = steps[::every] if steps[-1] is steps[::every][-1] else [*steps[::every], steps[-1]]
+    pictures, titles = [], []
+    for step in chosen:
+        top = strip(((step.x_t[video, 0] + 1) / 2).clamp(0, 1))
+        bottom = strip(((step.pred_x0[video, 0] + 1) / 2).clamp(0, 1))
+        pictures.append(np.concatenate([top, np.full((1, top.shape[1]), 0.5, np.float32), bottom]))
+        titles.append(f"step {step.index + 1} of {len(steps)}, t = {step.t}: x_t (top), predicted x_0 (bottom)")
+    return pictures, titles
+
+
+def trajectory_player(steps, every: int = 1, video: int = 0, fps: float = 4.0):
+    """A scrubbable player over a sampling run (see `trajectory`)."""
+    pictures, titles = trajectory(steps, every, video)
+    return player(pictures, titles, fps=fps)

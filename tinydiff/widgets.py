@@ -118,3 +118,11 @@ def timestep_slider(video, schedule: NoiseSchedule, every: int = 10, seed: int =
     pictures = [strip((x + 1) / 2) for x in x_t]
     titles = [f"t = {t}" for t in timesteps]
     return picture_slider(pictures, titles, description=f"t / {every}", scale=scale)
+
+
+def trajectory_slider(steps, every: int = 1, video: int = 0, scale: int = 3):
+    """Live: drag through a sampling run, x_t over the predicted x_0 (see `tinydiff.plots.trajectory`)."""
+    from .plots import trajectory
+
+    pictures, titles = trajectory(steps, every, video)
+    return picture_slider(pictures, titles, description="step", scale=scale)

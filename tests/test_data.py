@@ -141,3 +141,14 @@ def test_real_mnist_when_available():
     videos = writing_videos(digits[:200])
     assert (videos[:, 1:] >= videos[:, :-1]).all()
     assert torch.equal(videos[:, -1], (digits[:200].double() / 255 > 0.5).float())
+
+
+def test_writing_parts_compose_the_priority():
+    from tinydiff.data import writing_parts, writing_priority
+
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[5:10, 10:13] = 200  # a 5x3 block of ink
+    parts = writing_parts(digit)
+    assert parts["binary"].sum() == 15 and parts["height"][0, 0] == 1.5 and parts["height"][-1, 0] == 0.5
+    assert parts["distance"][7, 11] == 2.0 and parts["distance"][5, 10] == 1.0  # centre / corner of the block
+    np.testing.assert_array_equal(parts["priority"], writing_priority(digit))

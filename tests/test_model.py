@@ -155,3 +155,12 @@ def test_ink_distance_is_scipys_distance_transform():
     got = ink_distance(condition, scale=1.0)[:, 0].double().numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert torch.equal(ink_distance(torch.zeros(2, 1, 28, 28)), torch.zeros(2, 1, 28, 28))  # dropped condition
+
+
+def test_frame_influence_reports_the_reach_in_time():
+    from tinydiff.model import frame_influence
+
+    per_frame = frame_influence(VideoUNet(small(temporal_conv=False, temporal_attention=False)), 2)
+    assert per_frame[2] > 0 and torch.count_nonzero(per_frame) == 1
+    attention_only = frame_influence(randomised(VideoUNet(small(temporal_conv=False))), 2)
+    assert torch.all(attention_only > 0)

@@ -52,12 +52,24 @@ def as_digits(digits, batch: bool = True) -> np.ndarray:
     return array
 
 
+def _parts(digits: np.ndarray) -> dict[str, np.ndarray]:
+    """The pieces of the priority map of validated digits ((N, 28, 28) float64 0..255), each (N, 28, 28)."""
+    binary = digits / 255.0 > 0.5
+    height = np.broadcast_to(np.linspace(1.0, 0.0, SIZE)[:, None] + 0.5, digits.shape)  # 1.5 top .. 0.5 bottom
+    edt = np.stack([ndimage.distance_transform_edt(b) for b in binary]) if len(binary) else np.zeros_like(digits)
+    return {"binary": binary, "distance": edt, "height": height, "priority": edt * height * binary}
+
+
 def _priorities(digits: np.ndarray) -> np.ndarray:
     """Priority maps of validated digits: (N, 28, 28) float64 0..255 -> (N, 28, 28) float64."""
-    binary = digits / 255.0 > 0.5
-    gradient = np.linspace(1.0, 0.0, SIZE)[:, None] + 0.5  # 1.0 on the top row, 0.0 on the bottom, + 0.5
-    edt = np.stack([ndimage.distance_transform_edt(b) for b in binary]) if len(binary) else np.zeros_like(digits)
-    return edt * gradient * binary
+    return _parts(digits)["priority"]
+
+
+def writing_parts(digit) -> dict[str, np.ndarray]:
+    """The steps of the writing transform for one digit, each (28, 28): "binary" (ink), "distance"
+    (Euclidean distance transform of the ink), "height" (vertical gradient + 0.5) and "priority"
+    (distance x height on the ink). digit: (28, 28) uint8, white ink on black."""
+    return {name: part[0] for name, part in _parts(as_digits(digit, batch=False)[None]).items()}
 
 
 def _frames_from_priorities(priority: np.ndarray, frames: int) -> torch.Tensor:

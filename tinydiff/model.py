@@ -381,3 +381,23 @@ class VideoUNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+@torch.no_grad()
+def frame_influence(model: VideoUNet, frame: int, seed: int = 0) -> torch.Tensor:
+    """How much each output frame moves when only input frame `frame` is perturbed: (T,) max |change|.
+
+    Zero everywhere but `frame` means the network is per-frame; the spread shows its reach in time.
+    """
+    cfg = model.cfg
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(1, 1, cfg.frames, cfg.size, cfg.size, generator=g)
+    condition = torch.randn(1, 1, cfg.size, cfg.size, generator=g).sign()
+    t = torch.tensor([cfg.num_timesteps // 2])
+    nudged = x.clone()
+    nudged[:, :, frame] += torch.randn(nudged[:, :, frame].shape, generator=g)
+    was_training = model.training
+    model.eval()
+    change = (model(nudged, t, condition) - model(x, t, condition)).abs().amax(dim=(0, 1, 3, 4))
+    model.train(was_training)
+    return change

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test demo install clean writer bench
+.PHONY: run test demo install clean writer classifier bench
 
 install: $(VENV)/.installed
 
@@ -33,11 +33,15 @@ demo: install
 	$(PY) -m tinydiff generate --checkpoint $(DEMO)/checkpoint.pt --test-digits 16 --steps 50 -o $(DEMO)/videos.gif
 
 # Retrain the shipped writer from scratch (about an hour on 2 CPU cores), then export its EMA
-# weights into the package; record the printed SHA-256 in tinydiff/pipeline.py (PRETRAINED).
+# weights into the package; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
 writer: install
 	$(PY) -m tinydiff train --preset default --steps 5000 --batch-size 16 --lr 2e-3 --seed 0 \
 		--checkpoint-every 500 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
+
+# Retrain the shipped digit classifier (a minute); record the printed SHA-256 as above.
+classifier: install
+	$(PY) -m tinydiff.classifier --out tinydiff/weights/classifier.pt
 
 # Measure speed and quality (about an hour on 2 CPU cores); writes BENCHMARKS.md.
 bench: install

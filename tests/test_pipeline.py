@@ -61,9 +61,9 @@ def test_shipped_writer_loads_and_animates():
 
 
 def test_shipped_weights_are_checked_against_their_sha256(monkeypatch):
-    from tinydiff import pipeline
+    from tinydiff import checkpoint
 
-    monkeypatch.setitem(pipeline.PRETRAINED, "writer", "0" * 64)
+    monkeypatch.setitem(checkpoint.SHIPPED, "writer", "0" * 64)
     with pytest.raises(CheckpointError, match="SHA-256"):
         tinydiff.pretrained("writer")
 

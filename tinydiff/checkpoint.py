@@ -10,14 +10,22 @@ import hashlib
 import os
 import pickle
 import tempfile
+from importlib import resources
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .model import ModelConfig, VideoUNet
 
 FORMAT = "tinydiff-checkpoint-1"
+
+# Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use.
+SHIPPED: dict[str, str] = {
+    "writer": "",
+    "classifier": "3ae654171e81f73bbe761ae7025f89115edfb1f25f66c6e573538d86fbb45992",
+}
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
@@ -74,6 +82,24 @@ def model_from_checkpoint(payload: dict, use_ema: bool = True) -> VideoUNet:
         summary = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"the checkpoint's weights do not fit its configuration: {summary}") from None
     return model.eval()
+
+
+Loaded = TypeVar("Loaded")
+
+
+def load_shipped(name: str, load: Callable[[Path], Loaded]) -> Loaded:
+    """Verify a file shipped inside the package against its recorded SHA-256, then `load(path)` it."""
+    if name not in SHIPPED:
+        raise ConfigError(f"nothing called {name!r} is shipped; shipped: {', '.join(SHIPPED)}")
+    weights = resources.files("tinydiff") / "weights" / f"{name}.pt"
+    if not weights.is_file():
+        raise CheckpointError(f"{name!r} is not shipped with this copy of tinydiff (tinydiff/weights/{name}.pt "
+                              "is missing); reinstall tinydiff")
+    with resources.as_file(weights) as path:
+        if sha256(path) != SHIPPED[name]:
+            raise CheckpointError(f"the shipped weights {path} do not match their recorded SHA-256: the file is "
+                                  "damaged or was replaced; reinstall tinydiff")
+        return load(path)
 
 
 def sha256(path: str | os.PathLike) -> str:

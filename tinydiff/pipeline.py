@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, model_from_checkpoint, sha256
+from .checkpoint import load_checkpoint, load_shipped, model_from_checkpoint
 from .data import condition_from_digits
 from .drawing import digit_from_image
 from .errors import CheckpointError, ConfigError, InputError
@@ -17,8 +16,8 @@ from .model import VideoUNet
 from .sampling import SamplerStep, guided, sample_steps
 from .schedule import NoiseSchedule
 
-# Checkpoints shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before use.
-PRETRAINED: dict[str, str] = {"writer": ""}
+# Pipelines shipped inside the package (their SHA-256 are recorded in checkpoint.SHIPPED).
+PRETRAINED = ("writer",)
 
 
 def default_device() -> torch.device:
@@ -142,15 +141,7 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 
 
 def pretrained(name: str = "writer", device=None) -> Pipeline:
-    """A pipeline for a checkpoint shipped inside the package."""
+    """A pipeline for a model shipped inside the package, verified against its recorded SHA-256."""
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
-    weights = resources.files("tinydiff") / "weights" / f"{name}.pt"
-    if not weights.is_file():
-        raise CheckpointError(f"the pretrained model {name!r} is not shipped with this copy of tinydiff; "
-                              "train one with `tinydiff train` and load it with Pipeline.from_checkpoint")
-    with resources.as_file(weights) as path:
-        if sha256(path) != PRETRAINED[name]:
-            raise CheckpointError(f"the shipped weights {path} do not match their recorded SHA-256: the file is "
-                                  "damaged or was replaced; reinstall tinydiff")
-        return Pipeline.from_checkpoint(path, device=device)
+    return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device))

@@ -45,3 +45,20 @@ def test_metrics_refuse_wrong_shapes():
         frame_iou(torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 5))
     with pytest.raises(InputError, match=r"\(N, T, H, W\)"):
         vanishing_ink(torch.zeros(3, 4, 4))
+
+
+def test_identity_switches_counts_changes_of_mind():
+    from tinydiff.metrics import identity_switches
+
+    class InkCounter:  # a stand-in classifier: the "digit" is the number of ink pixels, capped at 9
+        def predict(self, images):
+            return images.flatten(1).sum(1).clamp(max=9).long()
+
+    videos = torch.zeros(2, 15, 28, 28)
+    videos[0, 9:, 0, :3] = 1  # the same 3 pixels in every late frame: no switch
+    videos[1, 9:, 0, :3] = 1
+    videos[1, 11, 0, 3] = 1  # one frame with a fourth pixel: 3 -> 4 -> 3, two switches
+    assert identity_switches(videos, InkCounter()).tolist() == [0, 2]
+    assert identity_switches(videos, InkCounter(), first_frame=12).tolist() == [0, 0]
+    with pytest.raises(InputError, match="first_frame"):
+        identity_switches(videos, InkCounter(), first_frame=15)

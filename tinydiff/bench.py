@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import load_checkpoint
+from .classifier import pretrained_classifier
 from .data import load_mnist, writing_videos
 from .metrics import frame_iou, last_frame_fidelity, vanishing_ink
 from .model import VideoUNet, preset
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddpm-digits", type=int, default=8, help="test digits for DDPM-1000 (default: 8)")
     parser.add_argument("--curve-digits", type=int, default=64,
                         help="test digits evaluated (DDIM-50) during the from-scratch run (default: 64)")
+    parser.add_argument("--unconditional", type=int, default=100,
+                        help="unconditional samples judged by the digit classifier (default: 100)")
     parser.add_argument("--skip-from-scratch", action="store_true", help="skip the from-scratch training run")
     args = parser.parse_args(argv)
 
@@ -151,6 +154,15 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"writer {label}: frame IoU / vanishing ink / last-frame IoU",
                          f"{r['iou']:.3f} / {100 * r['vanish']:.2f} % / {r['last']:.3f} ({r['seconds']:.0f} s)"))
             print(f"  {label}: {r}", flush=True)
+
+        print("unconditional samples judged by the digit classifier ...", flush=True)
+        n_uncond = 16 if quick else args.unconditional
+        frames = pipe.generate(n_uncond, steps=50, seed=0)[:, -1]  # the finished digits
+        probabilities = pretrained_classifier().probabilities((frames > 0.5).float())
+        confident = (probabilities.max(dim=1).values >= 0.9).float().mean().item()
+        counts = torch.bincount(probabilities.argmax(dim=1), minlength=10).tolist()
+        rows.append((f"writer, {n_uncond} unconditional samples (DDIM-50): classified with p >= 0.9 / "
+                     "count per digit 0-9", f"{100 * confident:.0f} % / {' '.join(map(str, counts))}"))
 
         curve = []
         if not args.skip_from_scratch:

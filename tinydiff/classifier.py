@@ -34,14 +34,20 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
     @torch.no_grad()
-    def predict(self, images) -> torch.Tensor:
-        """Labels (N,) of images (N, 28, 28) or (N, 1, 28, 28), values in [0, 1] (video frames)."""
+    def probabilities(self, images) -> torch.Tensor:
+        """Class probabilities (N, 10) of images (N, 28, 28) or (N, 1, 28, 28), values in [0, 1] (video frames)."""
         x = torch.as_tensor(images, dtype=torch.float32)
         x = x[:, None] if x.dim() == 3 else x
         if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
-            raise InputError(f"images must be shaped (N, 28, 28), got {tuple(images.shape)}")
+            raise InputError(f"images must be shaped (N, 28, 28), got {tuple(x.shape)}")
         self.eval()
-        return torch.cat([self(chunk).argmax(1) for chunk in x.split(512)]) if len(x) else torch.zeros(0, dtype=torch.long)
+        if not len(x):
+            return torch.zeros(0, 10)
+        return torch.cat([self(chunk).softmax(dim=1) for chunk in x.split(512)])
+
+    def predict(self, images) -> torch.Tensor:
+        """Labels (N,) of images (N, 28, 28) or (N, 1, 28, 28), values in [0, 1] (video frames)."""
+        return self.probabilities(images).argmax(dim=1)
 
 
 @dataclass

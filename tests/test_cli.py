@@ -34,3 +34,10 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert err.startswith("tinydiff: error:") and "does not exist" in err and err.count("\n") == 1
     assert main(["train", "--steps", "0", "--out", str(tmp_path)]) == 2
     assert "steps must be a positive integer" in capsys.readouterr().err
+
+
+def test_bench_passes_its_own_options_through(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "--skip-from-scratch" in capsys.readouterr().out

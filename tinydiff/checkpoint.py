@@ -23,7 +23,7 @@ FORMAT = "tinydiff-checkpoint-1"
 
 # Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use.
 SHIPPED: dict[str, str] = {
-    "writer": "",
+    "writer": "5d63ddc2cebabca0c91f2dc3abad3f1c8d0f96eaca463ee8dd18c9d201c5718b",
     "classifier": "3ae654171e81f73bbe761ae7025f89115edfb1f25f66c6e573538d86fbb45992",
 }
 

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test demo install clean writer classifier bench
+.PHONY: run test demo install clean writer ablation classifier bench
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,17 @@ writer: install
 	$(PY) -m tinydiff train --preset default --steps 5000 --batch-size 16 --lr 2e-3 --seed 0 \
 		--checkpoint-every 500 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
+
+# Retrain the three networks of the temporal-consistency ablation (chapter 4) with one shared budget
+# (tinydiff.ablation.BUDGET; about 35 minutes on 2 CPU cores), then export them into the package;
+# record the printed SHA-256s in tinydiff/checkpoint.py (SHIPPED).
+ablation: install
+	for pair in per-frame:ablation-per-frame temporal-conv:ablation-temporal-conv default:ablation-attention; do \
+		preset=$${pair%%:*}; name=$${pair#*:}; \
+		$(PY) -m tinydiff train --preset $$preset --steps 1000 --batch-size 16 --lr 2e-3 --seed 0 \
+			--checkpoint-every 500 --out runs/$$name || exit 1; \
+		$(PY) -m tinydiff export runs/$$name/checkpoint.pt tinydiff/weights/$$name.pt || exit 1; \
+	done
 
 # Retrain the shipped digit classifier (a minute); record the printed SHA-256 as above.
 classifier: install

@@ -62,3 +62,19 @@ def test_identity_switches_counts_changes_of_mind():
     assert identity_switches(videos, InkCounter(), first_frame=12).tolist() == [0, 0]
     with pytest.raises(InputError, match="first_frame"):
         identity_switches(videos, InkCounter(), first_frame=15)
+
+
+def test_frame_labels_reads_every_frame_from_the_first_asked():
+    from tinydiff.metrics import frame_labels
+
+    class InkCounter:
+        def predict(self, images):
+            return images.flatten(1).sum(1).clamp(max=9).long()
+
+    videos = torch.zeros(1, 15, 28, 28)
+    for k in range(15):
+        videos[0, k:, 0, k] = 0.9  # one more pixel per frame; 0.9 binarises to ink
+    assert frame_labels(videos, InkCounter()).tolist() == [[1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 9, 9, 9, 9]]
+    assert frame_labels(videos, InkCounter(), first_frame=13).tolist() == [[9, 9]]
+    with pytest.raises(InputError, match="first_frame"):
+        frame_labels(videos, InkCounter(), first_frame=15)

@@ -1,10 +1,12 @@
 """Figures, players and sliders of the course: shapes, contents, and the noise they show."""
 
+import io
 import math
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from tinydiff import InputError, NoiseSchedule
 from tinydiff.plots import noised, player, plot_schedules, show_videos, strip
@@ -74,3 +76,19 @@ def test_trajectory_shows_every_kth_step_and_the_last():
     assert pictures[0].shape == (2 * 28 + 1, 15 * 29 - 1)
     assert pictures[1][0, 0] == pytest.approx(0.7) and pictures[1][-1, 0] == 0.0  # x_t = 0.4 -> 0.7; x0 = -1 -> 0
     assert trajectory_slider(run, every=4).children[0].max == 3
+
+
+def test_frame_slider_and_player_tile_videos_in_columns():
+    from tinydiff.plots import video_player
+    from tinydiff.widgets import frame_slider
+
+    videos = torch.zeros(4, 15, 28, 28)
+    videos[1, 3] = 1  # the second video's fourth frame is all ink
+    box = frame_slider(videos, columns=4, scale=1)
+    slider, label, view = box.children
+    assert slider.max == 14 and label.value == "frame 1 of 15"
+    slider.value = 3
+    picture = np.array(Image.open(io.BytesIO(view.value)))
+    assert picture.shape == (1 + 28 + 1, 1 + 4 * 29)  # one row of four videos, one-pixel borders
+    assert picture[1:29, 30:58].min() == 255 and picture[1:29, 1:29].max() == 0
+    assert video_player(videos, columns=2).data.count("data:image/png;base64") == 15

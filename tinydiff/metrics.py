@@ -4,7 +4,8 @@
 - `vanishing_ink`: share of ink pixels that disappear in the next frame (writing only adds ink).
 - `last_frame_fidelity`: IoU of the last frame with the condition digit (the finished digit).
 - `flicker`: ink toggles beyond the one a written pixel needs, per pixel that is ever inked.
-- `identity_switches`: how often a digit classifier changes its mind over the late frames.
+- `frame_labels`, `identity_switches`: the digit a classifier reads in each frame, and how often it
+  changes its mind over the late frames.
 """
 
 from __future__ import annotations
@@ -75,18 +76,26 @@ def flicker(videos: torch.Tensor) -> torch.Tensor:
     return (toggles - needed).sum(dim=(1, 2)).double() / ever.clamp(min=1)
 
 
-def identity_switches(videos: torch.Tensor, classifier, first_frame: int = 9) -> torch.Tensor:
-    """Changes of the classified digit between consecutive frames, from `first_frame` (0-based) on: (N,).
+def frame_labels(videos: torch.Tensor, classifier, first_frame: int = 0) -> torch.Tensor:
+    """The digit a classifier reads in each frame from `first_frame` (0-based) on: (N, T, H, W) -> (N, T').
 
-    Early frames hold a few strokes that no classifier can name, so only the later frames count (by
-    default the last six of 15). A consistent video scores 0; "a 3 in one frame, a 5 in the next" scores.
-    classifier: anything with `predict(images (M, 28, 28) in [0, 1]) -> labels (M,)`, e.g.
-    `tinydiff.classifier.pretrained_classifier()`.
+    Frames are binarised first, like the classifier's training data. classifier: anything with
+    `predict(images (M, 28, 28) in [0, 1]) -> labels (M,)`, e.g. `tinydiff.classifier.pretrained_classifier()`.
     """
     videos = _check(videos, "videos")
     n, t = videos.shape[:2]
     if not 0 <= first_frame < t:
         raise InputError(f"first_frame must lie in 0..{t - 1}, got {first_frame}")
-    late = ink(videos[:, first_frame:]).float()  # (N, T', H, W), binarised like the classifier's training data
-    labels = classifier.predict(late.flatten(0, 1)).view(n, t - first_frame)
+    late = ink(videos[:, first_frame:]).float()  # (N, T', H, W)
+    return classifier.predict(late.flatten(0, 1)).view(n, t - first_frame)
+
+
+def identity_switches(videos: torch.Tensor, classifier, first_frame: int = 9) -> torch.Tensor:
+    """Changes of the classified digit between consecutive frames, from `first_frame` (0-based) on: (N,).
+
+    Early frames hold a few strokes that no classifier can name, so only the later frames count (by
+    default the last six of 15). A consistent video scores 0; "a 3 in one frame, a 5 in the next" scores.
+    classifier: as for `frame_labels`.
+    """
+    labels = frame_labels(videos, classifier, first_frame)
     return (labels[:, 1:] != labels[:, :-1]).sum(dim=1)

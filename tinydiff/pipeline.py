@@ -17,7 +17,8 @@ from .sampling import SamplerStep, guided, sample_steps
 from .schedule import NoiseSchedule
 
 # Pipelines shipped inside the package (their SHA-256 are recorded in checkpoint.SHIPPED).
-PRETRAINED = ("writer",)
+# The writer, and the three networks of the temporal-consistency ablation (see tinydiff.ablation).
+PRETRAINED = ("writer", "ablation-per-frame", "ablation-temporal-conv", "ablation-attention")
 
 
 def default_device() -> torch.device:

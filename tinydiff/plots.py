@@ -149,11 +149,12 @@ def show_preprocessing(sources, names=None):
     return fig
 
 
-def video_player(videos, fps: float = 4.0, scale: int = 4):
-    """A scrubbable player over the frames of several videos at once: (N, T, H, W) in [0, 1]."""
+def video_player(videos, fps: float = 4.0, scale: int = 4, columns: int | None = None):
+    """A scrubbable player over the frames of several videos at once: (N, T, H, W) in [0, 1], tiled
+    `columns` videos wide (default: as square as possible)."""
     from .viz import video_grid
 
-    grid = video_grid(videos)  # (T, H', W') uint8
+    grid = video_grid(videos, columns=columns)  # (T, H', W') uint8
     return player(grid / 255.0, [f"frame {k + 1} of {len(grid)}" for k in range(len(grid))], fps=fps, scale=scale)
 
 

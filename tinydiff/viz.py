@@ -81,8 +81,11 @@ def check_output(path: str | os.PathLike) -> Path:
     return path
 
 
-def _frames(videos, scale: int, columns: int | None) -> np.ndarray:
-    """Videos (N, T, H, W) in [0, 1] -> one enlarged grid per frame, (T, H', W') uint8."""
+def _frames(videos, scale: int, columns: int | None, fps: float) -> np.ndarray:
+    """Videos (N, T, H, W) in [0, 1] -> one enlarged grid per frame, (T, H', W') uint8 (fps checked here
+    too, so that every writer refuses a bad rate before any work)."""
+    if not fps > 0:
+        raise InputError(f"fps must be positive, got {fps!r}")
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise InputError(f"scale must be a positive integer, got {scale!r}")
     grid = video_grid(videos, columns)
@@ -90,8 +93,6 @@ def _frames(videos, scale: int, columns: int | None) -> np.ndarray:
 
 
 def _write_gif(grid: np.ndarray, target, fps: float, hold_last: int) -> None:
-    if not fps > 0:
-        raise InputError(f"fps must be positive, got {fps!r}")
     frames = [Image.fromarray(frame) for frame in grid]
     durations = [round(1000 / fps)] * len(frames)
     durations[-1] *= 1 + hold_last  # the finished digit stays on screen a little longer
@@ -101,7 +102,7 @@ def _write_gif(grid: np.ndarray, target, fps: float, hold_last: int) -> None:
 def gif_bytes(videos, fps: float = 8.0, scale: int = 4, columns: int | None = None, hold_last: int = 5) -> bytes:
     """Videos (N, T, H, W) in [0, 1] as the bytes of one looping GIF grid (for widgets and web pages)."""
     buffer = io.BytesIO()
-    _write_gif(_frames(videos, scale, columns), buffer, fps, hold_last)
+    _write_gif(_frames(videos, scale, columns, fps), buffer, fps, hold_last)
     return buffer.getvalue()
 
 
@@ -112,9 +113,7 @@ def save_video(videos, path: str | os.PathLike, fps: float = 8.0, scale: int = 4
     The last frame stays on screen `hold_last` frames longer, so the finished digit can be seen.
     """
     path = check_output(path)
-    if not fps > 0:
-        raise InputError(f"fps must be positive, got {fps!r}")
-    grid = _frames(videos, scale, columns)
+    grid = _frames(videos, scale, columns, fps)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix.lower() == ".gif":

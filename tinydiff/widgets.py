@@ -120,6 +120,15 @@ def timestep_slider(video, schedule: NoiseSchedule, every: int = 10, seed: int =
     return picture_slider(pictures, titles, description=f"t / {every}", scale=scale)
 
 
+def frame_slider(videos, columns: int | None = None, scale: int = 4):
+    """Live: drag through the frames of several videos at once, (N, T, H, W) in [0, 1], tiled `columns` wide."""
+    from .viz import video_grid
+
+    grid = video_grid(videos, columns=columns)  # (T, H', W') uint8
+    return picture_slider(list(grid), [f"frame {k + 1} of {len(grid)}" for k in range(len(grid))],
+                          description="frame", scale=scale)
+
+
 def trajectory_slider(steps, every: int = 1, video: int = 0, scale: int = 3):
     """Live: drag through a sampling run, x_t over the predicted x_0 (see `tinydiff.plots.trajectory`)."""
     from .plots import trajectory

@@ -32,6 +32,13 @@ def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray)
     (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
 
 
+class InkCounter:
+    """A stand-in digit classifier: the "digit" is the number of ink pixels, capped at 9."""
+
+    def predict(self, images):
+        return images.flatten(1).sum(1).clamp(max=9).long()
+
+
 @pytest.fixture(scope="session")
 def fake_mnist(tmp_path_factory) -> Path:
     """A data root holding a synthetic MNIST: 64 training and 16 test digits."""

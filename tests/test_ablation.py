@@ -6,12 +6,7 @@ from tinydiff.ablation import BUDGET, VARIANTS, compare, consistency, table
 from tinydiff.checkpoint import SHIPPED
 from tinydiff.model import frame_influence, preset
 
-
-class InkCounter:
-    """A stand-in classifier: the "digit" is the number of ink pixels, capped at 9."""
-
-    def predict(self, images):
-        return images.flatten(1).sum(1).clamp(max=9).long()
+from .conftest import InkCounter
 
 
 def test_consistency_hand_computed():

@@ -4,6 +4,8 @@ import torch
 from tinydiff import InputError
 from tinydiff.metrics import flicker, frame_iou, last_frame_fidelity, vanishing_ink
 
+from .conftest import InkCounter
+
 
 def video(*frames):
     """Build a (1, T, 2, 2) video from T lists of 4 pixel values."""
@@ -50,10 +52,6 @@ def test_metrics_refuse_wrong_shapes():
 def test_identity_switches_counts_changes_of_mind():
     from tinydiff.metrics import identity_switches
 
-    class InkCounter:  # a stand-in classifier: the "digit" is the number of ink pixels, capped at 9
-        def predict(self, images):
-            return images.flatten(1).sum(1).clamp(max=9).long()
-
     videos = torch.zeros(2, 15, 28, 28)
     videos[0, 9:, 0, :3] = 1  # the same 3 pixels in every late frame: no switch
     videos[1, 9:, 0, :3] = 1
@@ -66,10 +64,6 @@ def test_identity_switches_counts_changes_of_mind():
 
 def test_frame_labels_reads_every_frame_from_the_first_asked():
     from tinydiff.metrics import frame_labels
-
-    class InkCounter:
-        def predict(self, images):
-            return images.flatten(1).sum(1).clamp(max=9).long()
 
     videos = torch.zeros(1, 15, 28, 28)
     for k in range(15):

@@ -121,12 +121,11 @@ def timestep_slider(video, schedule: NoiseSchedule, every: int = 10, seed: int =
 
 
 def frame_slider(videos, columns: int | None = None, scale: int = 4):
-    """Live: drag through the frames of several videos at once, (N, T, H, W) in [0, 1], tiled `columns` wide."""
-    from .viz import video_grid
+    """Live: drag through the frames of several videos at once (see `tinydiff.plots.video_frames`)."""
+    from .plots import video_frames
 
-    grid = video_grid(videos, columns=columns)  # (T, H', W') uint8
-    return picture_slider(list(grid), [f"frame {k + 1} of {len(grid)}" for k in range(len(grid))],
-                          description="frame", scale=scale)
+    pictures, titles = video_frames(videos, columns)
+    return picture_slider(pictures, titles, description="frame", scale=scale)
 
 
 def trajectory_slider(steps, every: int = 1, video: int = 0, scale: int = 3):

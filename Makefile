@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test demo install clean writer ablation classifier bench
+.PHONY: run test demo install clean writer ablation classifier bench gpu-check
 
 install: $(VENV)/.installed
 
@@ -27,10 +27,10 @@ test: install
 	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 
-# Train a small model briefly on the CPU (or GPU), then animate 16 test digits into a GIF.
+# Train a small model briefly on the CPU (or GPU), then animate 16 held-out digits into a GIF.
 demo: install
 	$(PY) -m tinydiff train --preset default --steps 200 --out $(DEMO) --no-resume
-	$(PY) -m tinydiff generate --checkpoint $(DEMO)/checkpoint.pt --test-digits 16 --steps 50 -o $(DEMO)/videos.gif
+	$(PY) -m tinydiff generate --checkpoint $(DEMO)/checkpoint.pt --heldout-digits 16 --steps 50 -o $(DEMO)/videos.gif
 
 # Retrain the shipped writer from scratch (about an hour on 2 CPU cores), then export its EMA
 # weights into the package; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
@@ -57,6 +57,11 @@ classifier: install
 # Measure speed and quality (about an hour on 2 CPU cores); writes BENCHMARKS.md.
 bench: install
 	$(PY) -m tinydiff bench
+
+# On a CUDA machine: the CUDA tests, training and sampling speed, CPU-vs-GPU agreement and the
+# notebooks' wall times, in about five minutes (tools/gpu_check.py; --smoke tests it on a CPU).
+gpu-check: install
+	$(PY) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache _build

@@ -35,8 +35,8 @@ def test_table_hand_written():
     rows = {"a": {"iou": 0.91234, "vanish": 0.0012, "switched": 0.25}, "b": {"iou": 0.5}}
     assert table(rows) == ("| model | frame IoU | vanishing ink | videos that switch |\n"
                            "| --- | ---: | ---: | ---: |\n"
-                           "| a | 0.912 | 0.12% | 25% |\n"
-                           "| b | 0.500 | – | – |")
+                           "| a | 0.91 | 0.1% | 25% |\n"
+                           "| b | 0.50 | – | – |")
     with pytest.raises(InputError, match="unknown columns"):
         table(rows, columns=["iou", "speed"])
     with pytest.raises(InputError, match="no rows"):

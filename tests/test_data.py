@@ -7,7 +7,7 @@ from tinydiff import DataError, InputError
 from tinydiff.data import (FRAMES, WritingVideos, condition_from_digits, load_mnist, writing_priority,
                            writing_video, writing_videos)
 
-from .conftest import synthetic_digits
+from .conftest import synthetic_digits, write_idx
 
 
 def first_frame(video: torch.Tensor, r: int, c: int) -> int:
@@ -93,17 +93,17 @@ def test_condition_is_the_last_frame():
 
 
 def test_load_mnist_reads_torchvision_layout(fake_mnist):
-    images, labels = load_mnist(train=True, root=fake_mnist)
+    images, labels = load_mnist("train", root=fake_mnist)
     expected, expected_labels = synthetic_digits(64, seed=1)
     assert images.dtype == torch.uint8 and images.shape == (64, 28, 28)
     assert torch.equal(images, torch.from_numpy(expected))
     assert torch.equal(labels, torch.from_numpy(expected_labels).long())
-    assert load_mnist(train=False, root=fake_mnist)[0].shape == (16, 28, 28)
+    assert load_mnist("test", root=fake_mnist)[0].shape == (16, 28, 28)
 
 
 def test_data_root_comes_from_the_environment(fake_mnist, monkeypatch):
     monkeypatch.setenv("TINYDIFF_DATA", str(fake_mnist))
-    assert load_mnist(train=False)[0].shape == (16, 28, 28)
+    assert load_mnist("test")[0].shape == (16, 28, 28)
 
 
 def test_offline_without_data_names_the_setting(tmp_path, monkeypatch):
@@ -121,7 +121,7 @@ def test_offline_without_data_names_the_setting(tmp_path, monkeypatch):
 
 
 def test_dataset_items(fake_mnist):
-    dataset = WritingVideos(train=True, root=fake_mnist, limit=10)
+    dataset = WritingVideos("train", root=fake_mnist, limit=10)
     assert len(dataset) == 10
     video, condition, label = dataset[3]
     assert video.shape == (1, FRAMES, 28, 28) and condition.shape == (1, 28, 28)
@@ -136,7 +136,7 @@ def test_real_mnist_when_available():
 
     if not os.environ.get("TINYDIFF_DATA"):
         pytest.skip("TINYDIFF_DATA is not set")
-    digits, labels = load_mnist(train=False, download=False)
+    digits, labels = load_mnist("test", download=False)
     assert digits.dtype == torch.uint8 and digits.shape[1:] == (28, 28) and len(digits) == len(labels) >= 1000
     videos = writing_videos(digits[:200])
     assert (videos[:, 1:] >= videos[:, :-1]).all()
@@ -152,3 +152,41 @@ def test_writing_parts_compose_the_priority():
     assert parts["binary"].sum() == 15 and parts["height"][0, 0] == 1.5 and parts["height"][-1, 0] == 0.5
     assert parts["distance"][7, 11] == 2.0 and parts["distance"][5, 10] == 1.0  # centre / corner of the block
     np.testing.assert_array_equal(parts["priority"], writing_priority(digit))
+
+
+@pytest.mark.parametrize("test_size", [8000, 10_000])
+def test_heldout_digits_are_official_test_digits_7000_to_7999(tmp_path, test_size):
+    """The same 1,000 digits from the offline copy (8,000 test digits) and a full download (10,000)."""
+    images, labels = synthetic_digits(test_size, seed=3)
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw, "t10k", images, labels)
+    write_idx(raw, "train", images[:64], labels[:64])
+    held, held_labels = load_mnist("heldout", root=tmp_path)
+    assert torch.equal(held, torch.from_numpy(images[7000:8000]))
+    assert torch.equal(held_labels, torch.from_numpy(labels[7000:8000]).long())
+    assert len(load_mnist("test", root=tmp_path)[0]) == test_size
+
+
+def test_heldout_needs_8000_test_digits(fake_mnist):
+    with pytest.raises(DataError, match="holds 16 digits.*at least 8000") as info:
+        load_mnist("heldout", root=fake_mnist)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_split_is_refused(fake_mnist):
+    with pytest.raises(InputError, match="split must be one of train, test, heldout"):
+        load_mnist("validation", root=fake_mnist)
+
+
+def test_dataset_keeps_uint8_and_converts_a_batch(fake_mnist, monkeypatch):
+    """Videos are stored as uint8 (a quarter of float32) and turned into model space per batch; built in
+    chunks, they equal the one-pass transform."""
+    monkeypatch.setattr(WritingVideos, "CHUNK", 7)
+    dataset = WritingVideos("train", root=fake_mnist)
+    assert dataset.ink.dtype == torch.uint8 and dataset.ink.shape == (64, FRAMES, 28, 28)
+    assert torch.equal(dataset.ink.float(), writing_videos(dataset.digits.numpy()))
+    index = torch.tensor([5, 2, 40])
+    videos, conditions = dataset.batch(index, "cpu")
+    assert videos.dtype == torch.float32 and videos.shape == (3, 1, FRAMES, 28, 28)
+    assert torch.equal(videos[:, 0], writing_videos(dataset.digits[index].numpy()) * 2 - 1)
+    assert torch.equal(conditions, condition_from_digits(dataset.digits[index]))

@@ -190,13 +190,13 @@ def test_animate_command(tiny_checkpoint, tmp_path, capsys):
     examples = [str(p) for p in example_drawings()[:2]]
     out = tmp_path / "both.gif"
     assert main(["animate", *examples, "-o", str(out), "--checkpoint", str(tiny_checkpoint), "--steps", "2",
-                 "--interpolate", "2", "--side-by-side", "--scale", "2", "--quiet"]) == 0
+                 "--interpolate", "2", "--side-by-side", "--scale", "2", "--quiet", "--device", "cpu"]) == 0
     with Image.open(out) as gif:
         assert gif.n_frames == 14 * 3 + 1  # 15 frames, 2 blended frames between each pair
         assert gif.size == ((2 * (2 * 28 + 1 + 1) + 1) * 2, (28 + 2) * 2)  # two input|video pairs in a row
     folder = tmp_path / "each"
     assert main(["animate", *examples, examples[0], "-o", str(folder), "--checkpoint", str(tiny_checkpoint),
-                 "--steps", "2", "--quiet"]) == 0
+                 "--steps", "2", "--quiet", "--device", "cpu"]) == 0
     names = sorted(p.name for p in folder.iterdir())
     stem = example_drawings()[0].stem
     assert len(names) == 3 and f"{stem}.gif" in names and f"{stem}-2.gif" in names
@@ -222,7 +222,7 @@ def test_animate_command_errors(case, tiny_checkpoint, tmp_path, capsys, monkeyp
     images, options, message = CLI_ERRORS[case]
     if "--checkpoint" not in options and "--pretrained" not in options:
         options = [*options, "--checkpoint", str(tiny_checkpoint)]
-    assert main(["animate", *images, *options, "--quiet"]) == 2
+    assert main(["animate", *images, *options, "--quiet", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinydiff: error:") and message in err and err.count("\n") == 1
     assert not list(tmp_path.glob("*.gif")), "nothing is written when the input is bad"
@@ -232,7 +232,7 @@ def test_mp4_needs_ffmpeg_or_is_written(tiny_checkpoint, tmp_path, capsys):
     import importlib.util
 
     code = main(["animate", str(example_drawings()[0]), "-o", str(tmp_path / "a.mp4"),
-                 "--checkpoint", str(tiny_checkpoint), "--steps", "2", "--quiet"])
+                 "--checkpoint", str(tiny_checkpoint), "--steps", "2", "--quiet", "--device", "cpu"])
     if importlib.util.find_spec("imageio_ffmpeg") is None:
         assert code == 2 and "imageio-ffmpeg" in capsys.readouterr().err
     else:

@@ -46,8 +46,9 @@ def test_a_checkpoint_with_a_pickled_payload_is_refused_and_never_runs(tmp_path)
     with pytest.raises(CheckpointError, match="refused"):
         load_checkpoint(evil)
     with pytest.raises(CheckpointError, match="refused"):
-        Pipeline.from_checkpoint(evil)
-    assert main(["generate", "--checkpoint", str(evil), "-o", str(tmp_path / "x.gif"), "--quiet"]) == 2
+        Pipeline.from_checkpoint(evil, device="cpu")
+    assert main(["generate", "--checkpoint", str(evil), "-o", str(tmp_path / "x.gif"), "--quiet",
+                 "--device", "cpu"]) == 2
     assert not marker.exists(), "the pickled payload must never run"
 
 
@@ -125,7 +126,7 @@ def test_kill_while_writing_a_checkpoint_keeps_the_previous_one(tmp_path, fake_m
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_good_state(tmp_path, fake_mnist, monkeypatch):
     cfg = TrainConfig(out_dir=str(tmp_path / "run"), steps=6, batch_size=4, data_root=str(fake_mnist),
-                      checkpoint_every=2, threads=1)
+                      checkpoint_every=2, threads=1, device="cpu")
     model_cfg = preset("tiny")
     train(model_cfg, cfg, progress=False, until=2)  # the last periodic checkpoint: step 2
     forward, calls = VideoUNet.forward, []
@@ -160,7 +161,7 @@ def test_corrupt_mnist_file(mnist_copy, damage):
     data = images.read_bytes()
     images.write_bytes({"truncated": data[:len(data) // 2], "garbage": b"not mnist" * 20, "empty": b""}[damage])
     with pytest.raises(DataError, match="is damaged") as info:
-        load_mnist(train=False, root=mnist_copy)
+        load_mnist("test", root=mnist_copy)
     assert "\n" not in str(info.value) and "delete" in str(info.value)
     assert images.read_bytes() != data, "the damaged file is left for the user to inspect, not overwritten"
 
@@ -189,6 +190,6 @@ def test_cli_reports_data_errors_in_one_line(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     assert main(["train", "--preset", "tiny", "--steps", "1", "--data-root", str(blocker / "data"),
-                 "--out", str(tmp_path / "run"), "--quiet"]) == 2
+                 "--out", str(tmp_path / "run"), "--quiet", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinydiff: error: MNIST") and err.count("\n") == 1

@@ -1,4 +1,5 @@
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -19,13 +20,51 @@ def test_timesteps_trailing_spacing():
             timesteps(1000, bad)
 
 
-@pytest.mark.parametrize("n", [10, 50])
+@pytest.mark.parametrize("n", [1, 3, 7, 10, 30, 50, 300, 999, 1000])
 def test_timesteps_match_diffusers(n):
     from diffusers import DDIMScheduler
 
     ref = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
     ref.set_timesteps(n)
     assert timesteps(1000, n) == ref.timesteps.tolist()
+
+
+def exact_ties(num_timesteps: int, n: int) -> bool:
+    """Whether some T (n - i) / n lies exactly halfway between two integers (n = 16, 48, ... for T = 1000)."""
+    return any(Fraction(num_timesteps * (n - i), n).denominator == 2 for i in range(n))
+
+
+def test_timesteps_match_diffusers_for_every_step_count():
+    # diffusers computes np.round(np.arange(T, 0, -T / n)) - 1 (scheduling_ddim.py, "trailing"). Two
+    # kinds of n are left out, both float artefacts of np.arange (checked with diffusers 0.42.1):
+    # - for 62 values of n (61, 103, 121, ...) T / (T / n) rounds above n, np.arange returns n + 1
+    #   values and diffusers visits a last timestep of -1;
+    # - where T (n - i) / n is exactly k + 1/2 (n a multiple of 16), np.arange's accumulated error decides
+    #   which way the tie rounds (937.4999999999999 for n = 48, i = 3), so diffusers may return k - 1 where
+    #   we return k. Those n are checked against exact arithmetic in the next test instead.
+    from diffusers import DDIMScheduler
+
+    ref = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
+    compared = 0
+    for n in range(1, 1001):
+        ref.set_timesteps(n)
+        if len(ref.timesteps) != n or exact_ties(1000, n):
+            continue
+        assert timesteps(1000, n) == ref.timesteps.tolist(), n
+        compared += 1
+    assert compared == 1000 - 62 - 62 + 1  # every n but the two kinds above (n = 976 is of both)
+
+
+@pytest.mark.parametrize("num_timesteps", [1000, 100, 7])
+def test_timesteps_are_the_rounded_trailing_grid(num_timesteps):
+    # In exact arithmetic: t_i = round(T (n - i) / n) - 1, a tie k + 1/2 going to the even neighbour
+    # (numpy's rounding, which diffusers means to apply; round() of a Fraction does the same).
+    for n in range(1, num_timesteps + 1):
+        got = timesteps(num_timesteps, n)
+        assert len(got) == n and got[0] == num_timesteps - 1 and all(a > b for a, b in zip(got, got[1:])), n
+        for i, t in enumerate(got):
+            exact = Fraction(num_timesteps * (n - i), n)
+            assert t == round(exact) - 1, (n, i, t, exact)
 
 
 @pytest.mark.parametrize("schedule_name", ["linear", "cosine"])

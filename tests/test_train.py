@@ -1,22 +1,24 @@
+import copy
 import os
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from tinydiff import CheckpointError, Pipeline, preset
+from tinydiff import CheckpointError, NoiseSchedule, Pipeline, VideoUNet, preset
 from tinydiff.checkpoint import load_checkpoint, model_from_checkpoint
-from tinydiff.train import TrainConfig, learning_rate, train
+from tinydiff.train import TrainConfig, learning_rate, loss_weights, train, update_ema
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def config(tmp_path, fake_mnist, **overrides) -> TrainConfig:
     settings = dict(out_dir=str(tmp_path / "run"), steps=4, batch_size=4, data_root=str(fake_mnist),
-                    checkpoint_every=2, warmup_steps=2, threads=1)
+                    checkpoint_every=2, warmup_steps=2, threads=1, device="cpu")
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -55,16 +57,15 @@ def test_resume_refuses_another_model(tmp_path, fake_mnist, tiny_config):
     train(other, config(tmp_path, fake_mnist, steps=1), progress=False, resume=False)
 
 
-def test_one_batch_overfits(tmp_path, fake_mnist):
-    cfg = preset("tiny", prediction="x0")
-    result = train(cfg, config(tmp_path, fake_mnist, steps=120, batch_size=4, train_limit=4, lr=5e-3, warmup_steps=10,
-                                 checkpoint_every=1000, cond_drop=0.0), progress=False)
+def test_one_batch_overfits(tmp_path, fake_mnist, tiny_config):
+    result = train(tiny_config, config(tmp_path, fake_mnist, steps=120, batch_size=4, train_limit=4, lr=5e-3,
+                                       warmup_steps=10, checkpoint_every=1000, cond_drop=0.0), progress=False)
     first, last = sum(result.losses[:15]) / 15, sum(result.losses[-15:]) / 15
     assert last < 0.25 * first, (first, last)
 
 
 def test_learning_rate_schedule():
-    cfg = TrainConfig(steps=1100, lr=1.0, warmup_steps=100, min_lr_ratio=0.1)
+    cfg = TrainConfig(steps=1100, lr=1.0, warmup_steps=100, min_lr_ratio=0.1, device="cpu")
     assert learning_rate(cfg, 0) == pytest.approx(0.01)
     assert learning_rate(cfg, 99) == pytest.approx(1.0)
     assert learning_rate(cfg, 600) == pytest.approx(0.55)
@@ -85,8 +86,8 @@ def test_two_process_torchrun(tmp_path, fake_mnist):
     assert state["step"] == 3 and len(state["losses"]) == 3
     assert all(torch.isfinite(torch.tensor(state["losses"])))
     # The checkpoint resumes on a single process.
-    more = train(preset("tiny"), TrainConfig(out_dir=str(out), steps=4, batch_size=2, data_root=str(fake_mnist)),
-                 progress=False)
+    more = train(preset("tiny"), TrainConfig(out_dir=str(out), steps=4, batch_size=2, data_root=str(fake_mnist),
+                                             device="cpu"), progress=False)
     assert len(more.losses) == 4 and more.losses[:3] == state["losses"]
 
 
@@ -104,13 +105,69 @@ def test_export_keeps_the_ema_weights(tmp_path, fake_mnist, tiny_config):
         assert torch.equal(exported[name], tensor), name
 
 
-def test_min_snr_weights():
-    from tinydiff import NoiseSchedule
-    from tinydiff.train import loss_weights
+def alpha_bar(schedule_name: str, num_timesteps: int = 1000) -> np.ndarray:
+    """alpha_bar_t, float64, from the betas' formulas: DDPM's linear 1e-4 .. 0.02, or the cosine schedule
+    (Nichol & Dhariwal 2021, eq. 17) with betas clipped at 0.999."""
+    if schedule_name == "linear":
+        betas = np.linspace(1e-4, 0.02, num_timesteps)
+    else:
+        f = np.cos((np.arange(num_timesteps + 1) / num_timesteps + 0.008) / 1.008 * np.pi / 2) ** 2
+        betas = np.minimum(1 - f[1:] / f[:-1], 0.999)
+    return np.cumprod(1 - betas)
 
-    s = NoiseSchedule("cosine")
-    t = torch.tensor([0, 300, 999])
-    snr = s.alphas_cumprod[t] / (1 - s.alphas_cumprod[t])
-    torch.testing.assert_close(loss_weights(s, "x0", "min-snr", t), snr.clamp(max=5).float())
-    torch.testing.assert_close(loss_weights(s, "eps", "min-snr", t), (snr.clamp(max=5) / snr).float())
-    assert loss_weights(s, "v", "uniform", t).tolist() == [1.0, 1.0, 1.0]
+
+@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+def test_min_snr_weights(schedule_name):
+    # Min-SNR-gamma (Hang et al. 2023), gamma = 5, for each prediction target: eps min(snr, 5) / snr,
+    # v min(snr, 5) / (snr + 1), x0 min(snr, 5).
+    t = np.array([0, 1, 50, 150, 250, 300, 500, 700, 998, 999])
+    ab = alpha_bar(schedule_name)[t]
+    snr = ab / (1 - ab)
+    assert (snr > 5).any() and (snr < 5).any(), "both sides of the clip"
+    expected = {"eps": np.minimum(snr, 5) / snr, "v": np.minimum(snr, 5) / (snr + 1), "x0": np.minimum(snr, 5)}
+    s = NoiseSchedule(schedule_name)
+    for prediction, weights in expected.items():
+        got = loss_weights(s, prediction, "min-snr", torch.from_numpy(t))
+        assert got.dtype == torch.float32 and got.shape == (len(t),)
+        np.testing.assert_allclose(got.numpy(), weights, rtol=1e-6, err_msg=prediction)
+        assert loss_weights(s, prediction, "uniform", torch.from_numpy(t)).tolist() == [1.0] * len(t)
+
+
+def test_update_ema_is_the_exponential_moving_average():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+    model.train()(torch.randn(8, 3))  # moves the batch norm's running statistics (buffers, not averaged)
+    before = [e.detach().double().clone() for e in ema.parameters()]
+    update_ema(ema, model, 0.9)
+    for e, e0, p in zip(ema.parameters(), before, model.parameters()):  # ema <- 0.9 ema + 0.1 model
+        torch.testing.assert_close(e.detach().double(), 0.9 * e0 + 0.1 * p.detach().double(), rtol=1e-6, atol=1e-7)
+    buffers = dict(ema.named_buffers())
+    for name, b in model.named_buffers():
+        assert torch.equal(buffers[name], b), name
+
+
+def test_training_ema_follows_the_warmed_up_decay(tmp_path, fake_mnist, tiny_config, monkeypatch):
+    import tinydiff.train as training
+
+    seen = []  # (decay, the model's weights) at every EMA update
+    real_update = training.update_ema
+
+    def recording(ema, model, decay):
+        seen.append((decay, [p.detach().double().clone() for p in model.parameters()]))
+        real_update(ema, model, decay)
+
+    monkeypatch.setattr(training, "update_ema", recording)
+    cfg = config(tmp_path, fake_mnist, steps=4, ema_decay=0.25)
+    train(tiny_config, cfg, progress=False, until=2)
+    result = train(tiny_config, cfg, progress=False)  # resumed: the warm-up counts the steps of the whole run
+    # min(0.25, (1 + step) / (10 + step)) at steps 0..3: 1/10, 2/11, 3/12 = 0.25, then 0.25 (not 4/13).
+    assert [decay for decay, _ in seen] == [1 / 10, 2 / 11, 0.25, 0.25]
+    torch.manual_seed(cfg.seed)
+    ema = [p.detach().double() for p in VideoUNet(tiny_config).parameters()]  # the initial weights
+    for decay, weights in seen:
+        ema = [decay * e + (1 - decay) * w for e, w in zip(ema, weights)]
+    for expected, got in zip(ema, result.ema.parameters()):
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)

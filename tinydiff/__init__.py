@@ -11,7 +11,7 @@ from .model import ModelConfig, VideoUNet, preset
 from .pipeline import Pipeline, pretrained
 from .schedule import NoiseSchedule
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "CheckpointError", "ConfigError", "DataError", "InputError", "ModelConfig", "NoiseSchedule", "Pipeline",

@@ -4,7 +4,7 @@
     python -m tinydiff.bench --quick    # a few-minute smoke run with smaller samples
 
 Measures, in one run on one machine: training throughput of the default and original configurations;
-CPU minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
+training minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
 videos against the original network's 50 forward passes; and the shipped writer's quality at DDIM 10,
 DDIM 50 and DDPM 1000. Writes a markdown report (BENCHMARKS.md) and prints it.
 """
@@ -23,16 +23,19 @@ import torch
 from .checkpoint import load_checkpoint
 from .classifier import pretrained_classifier
 from .data import load_mnist, writing_videos
+from .device import PRECISIONS, resolve_device
 from .metrics import frame_iou, last_frame_fidelity, vanishing_ink
 from .model import VideoUNet, preset
 from .pipeline import Pipeline, pretrained
 from .train import TrainConfig, train
 
 
-def training_throughput(name: str, workdir: Path, data_root, batch_size: int, steps: int) -> float:
+def training_throughput(name: str, workdir: Path, data_root, batch_size: int, steps: int, device: str = "auto",
+                        precision: str = "auto") -> float:
     """Training videos/s of a preset through the real training loop (after 3 warm-up steps)."""
     cfg = TrainConfig(out_dir=str(workdir / name), steps=3 + steps, batch_size=batch_size, data_root=data_root,
-                      checkpoint_every=10**9, train_limit=batch_size * (3 + steps))
+                      checkpoint_every=10**9, train_limit=batch_size * (3 + steps), device=device,
+                      precision=precision)
     model_cfg = preset(name)
     train(model_cfg, cfg, progress=False, until=3)
     warm = load_checkpoint(workdir / name / "checkpoint.pt")["elapsed_s"]
@@ -52,20 +55,21 @@ def evaluate(pipe: Pipeline, digits: torch.Tensor, truth: torch.Tensor, batch: i
 
 
 def minutes_to_iou(target: float, budget_min: float, workdir: Path, data_root, digits, truth,
-                   chunk: int, planned_steps: int) -> tuple[float | None, list[tuple[int, float, float]]]:
+                   chunk: int, planned_steps: int, device: str = "auto",
+                   precision: str = "auto") -> tuple[float | None, list[tuple[int, float, float]]]:
     """Train the default preset from scratch, evaluating (DDIM-50) every `chunk` steps.
 
     Returns the training minutes (evaluation excluded) at which the frame IoU first reached `target`
     (None if not within `budget_min`) and the curve [(step, minutes, IoU)].
     """
     cfg = TrainConfig(out_dir=str(workdir / "from-scratch"), steps=planned_steps, data_root=data_root,
-                      checkpoint_every=chunk)
+                      checkpoint_every=chunk, device=device, precision=precision)
     model_cfg, curve, step = preset("default"), [], 0
     while step < planned_steps:
         step += chunk
         result = train(model_cfg, cfg, progress=False, until=step)
         minutes = load_checkpoint(result.checkpoint)["elapsed_s"] / 60
-        iou = evaluate(Pipeline(result.ema, "cpu"), digits, truth, steps=50)["iou"]
+        iou = evaluate(Pipeline(result.ema, device, precision), digits, truth, steps=50)["iou"]
         curve.append((step, minutes, iou))
         print(f"  from scratch: step {step}, {minutes:.1f} training min, frame IoU {iou:.3f}", flush=True)
         if iou >= target:
@@ -110,31 +114,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
     parser.add_argument("--target-iou", type=float, default=0.90)
     parser.add_argument("--budget-min", type=float, default=20.0, help="training minutes allowed to reach it")
-    parser.add_argument("--ddim10-digits", type=int, help="test digits for DDIM-10 (default: the whole split)")
-    parser.add_argument("--ddim50-digits", type=int, default=256, help="test digits for DDIM-50 (default: 256)")
-    parser.add_argument("--ddpm-digits", type=int, default=8, help="test digits for DDPM-1000 (default: 8)")
+    parser.add_argument("--ddim10-digits", type=int, help="held-out digits for DDIM-10 (default: all 1,000)")
+    parser.add_argument("--ddim50-digits", type=int, default=256, help="held-out digits for DDIM-50 (default: 256)")
+    parser.add_argument("--ddpm-digits", type=int, default=8, help="held-out digits for DDPM-1000 (default: 8)")
     parser.add_argument("--curve-digits", type=int, default=64,
-                        help="test digits evaluated (DDIM-50) during the from-scratch run (default: 64)")
+                        help="held-out digits evaluated (DDIM-50) during the from-scratch run (default: 64)")
     parser.add_argument("--unconditional", type=int, default=100,
                         help="unconditional samples judged by the digit classifier (default: 100)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="default: auto (see tinydiff.device)")
     parser.add_argument("--skip-from-scratch", action="store_true", help="skip the from-scratch training run")
     args = parser.parse_args(argv)
 
     quick = args.quick
-    test_digits, _ = load_mnist(train=False, root=args.data_root)
-    n_ddim10 = min(args.ddim10_digits or len(test_digits), len(test_digits))
+    heldout, _ = load_mnist("heldout", root=args.data_root)
+    n_ddim10 = min(args.ddim10_digits or len(heldout), len(heldout))
     n_ddim50, n_ddpm, n_curve = (32, 2, 16) if quick else (args.ddim50_digits, args.ddpm_digits, args.curve_digits)
     n_ddim10 = 32 if quick else n_ddim10
     n_eval = max(n_ddim10, n_ddim50, n_ddpm, n_curve)
-    digits = test_digits[:n_eval]
+    digits = heldout[:n_eval]
     truth = writing_videos(digits.numpy())
-    pipe = pretrained("writer", device="cpu")
+    device = str(resolve_device(args.device))
+    pipe = pretrained("writer", device=device, precision=args.precision)
     rows = []
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         print("training throughput ...", flush=True)
-        speed = {name: training_throughput(name, workdir, args.data_root, 16, 3 if quick else 15)
+        speed = {name: training_throughput(name, workdir, args.data_root, 16, 3 if quick else 15, device,
+                                           args.precision)
                  for name in ("default", "original")}
         rows.append(("training videos/s, default config (batch 16)", f"{speed['default']:.1f}"))
         rows.append(("training videos/s, original network (batch 16)", f"{speed['original']:.1f}"))
@@ -149,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  DDIM-50 {ddim:.2f} s, original network 50 passes {original:.2f} s", flush=True)
 
         print("shipped writer quality ...", flush=True)
-        for label, n, sampling in ((f"DDIM-10, {n_ddim10} test digits", n_ddim10, dict(steps=10)),
-                                   (f"DDIM-50, {n_ddim50} test digits", n_ddim50, dict(steps=50)),
-                                   (f"DDPM-1000, {n_ddpm} test digits", n_ddpm, dict(sampler="ddpm", steps=None))):
+        for label, n, sampling in ((f"DDIM-10, {n_ddim10} held-out digits", n_ddim10, dict(steps=10)),
+                                   (f"DDIM-50, {n_ddim50} held-out digits", n_ddim50, dict(steps=50)),
+                                   (f"DDPM-1000, {n_ddpm} held-out digits", n_ddpm, dict(sampler="ddpm", steps=None))):
             r = evaluate(pipe, digits[:n], truth[:n], **{k: v for k, v in sampling.items() if v is not None})
             rows.append((f"writer {label}: frame IoU / vanishing ink / last-frame IoU",
                          f"{r['iou']:.3f} / {100 * r['vanish']:.2f} % / {r['last']:.3f} ({r['seconds']:.0f} s)"))
@@ -171,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             print("training from scratch to the target IoU ...", flush=True)
             minutes, curve = minutes_to_iou(args.target_iou, 1.0 if quick else args.budget_min, workdir,
                                             args.data_root, digits[:n_curve], truth[:n_curve], 25 if quick else 500,
-                                            50 if quick else 4000)
+                                            50 if quick else 4000, device, args.precision)
             reached = (f"{minutes:.1f}" if minutes is not None else
                        f"not within {curve[-1][1]:.1f} min (best {max(c[2] for c in curve):.3f})")
             rows.append((f"training minutes to frame IoU {args.target_iou:.2f} from scratch "
@@ -179,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
 
     date = datetime.date.today().isoformat()
     lines = [f"# Benchmarks{' (quick run)' if quick else ''}", "",
-             f"Measured {date} with `python -m tinydiff.bench{' --quick' if quick else ''}` on: {machine()}.", "",
+             f"Measured {date} with `python -m tinydiff.bench{' --quick' if quick else ''}` on: {machine()}; "
+             f"run on {device} in {pipe.precision}.", "",
              "| measure | value |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], ""]
     if curve:
         lines += ["Training curve of the from-scratch run (step, training minutes, frame IoU):", "",

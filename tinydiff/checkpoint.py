@@ -21,14 +21,17 @@ from .model import ModelConfig, VideoUNet
 
 FORMAT = "tinydiff-checkpoint-1"
 
-# Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use.
+# Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use:
+# the digit classifier, and the denoisers that `tinydiff.pretrained(NAME)` loads (PRETRAINED).
+CLASSIFIER = "classifier"
 SHIPPED: dict[str, str] = {
     "writer": "5d63ddc2cebabca0c91f2dc3abad3f1c8d0f96eaca463ee8dd18c9d201c5718b",
-    "classifier": "3ae654171e81f73bbe761ae7025f89115edfb1f25f66c6e573538d86fbb45992",
+    CLASSIFIER: "3ae654171e81f73bbe761ae7025f89115edfb1f25f66c6e573538d86fbb45992",
     "ablation-per-frame": "f6144c8e71ddbc84c385d9881925bf7f71880274b9adf0d094a056f2658e0ac9",
     "ablation-temporal-conv": "82812f2857ce24f9acfd811ebb149b52c34e0eb0cb17c85872c141b4c03047a7",
     "ablation-attention": "d98c83d32404f1e2b50b1636e054ac6d9bcea34c6f98c56e9c770de09db3cfb8",
 }
+PRETRAINED = tuple(name for name in SHIPPED if name != CLASSIFIER)
 
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
@@ -117,5 +120,6 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     state = load_checkpoint(src)
     model = model_from_checkpoint(state)  # validates that the weights fit the configuration
     save_checkpoint({"model_config": state["model_config"], "train_config": state.get("train_config"),
-                     "model": model.state_dict(), "ema": None, "step": state.get("step")}, dst)
+                     "precision": state.get("precision"), "model": model.state_dict(), "ema": None,
+                     "step": state.get("step")}, dst)
     return sha256(dst)

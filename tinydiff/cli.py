@@ -18,8 +18,8 @@ def _train(args) -> None:
     model_cfg = preset(args.preset, **overrides)
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, checkpoint_every=args.checkpoint_every, data_root=args.data_root,
-                      train_limit=args.train_limit, device=args.device, threads=args.threads,
-                      cond_drop=args.cond_drop, loss_weighting=args.loss_weighting)
+                      train_limit=args.train_limit, device=args.device, precision=args.precision,
+                      threads=args.threads, cond_drop=args.cond_drop, loss_weighting=args.loss_weighting)
     result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet)
     if result.losses and os.environ.get("RANK", "0") == "0":
         print(f"trained to step {len(result.losses)}; last loss {result.losses[-1]:.4f}; "
@@ -38,12 +38,14 @@ def _generate(args) -> None:
         check_output(out)
     pipe = _pipeline(args)
     options = dict(steps=args.steps, sampler=args.sampler, seed=args.seed, progress=not args.quiet)
-    if args.test_digits:
-        digits, _ = load_mnist(train=False, root=args.data_root)
-        digits = digits[:args.test_digits]
+    if args.heldout_digits:
+        digits, _ = load_mnist("heldout", root=args.data_root)
+        if not 1 <= args.heldout_digits <= len(digits):
+            raise InputError(f"--heldout-digits must be 1..{len(digits)}, got {args.heldout_digits}")
+        digits = digits[:args.heldout_digits]
         videos = pipe.animate(digits, guidance=args.guidance, **options)
         iou = frame_iou(videos, writing_videos(digits.numpy())).mean().item()
-        print(f"animated {len(digits)} test digits; mean frame IoU against the true videos: {iou:.3f}")
+        print(f"animated {len(digits)} held-out digits; mean frame IoU against the true videos: {iou:.3f}")
     else:
         videos = pipe.generate(args.n, **options)
         print(f"generated {args.n} unconditional videos")
@@ -59,8 +61,8 @@ def _pipeline(args):
     from .pipeline import Pipeline, pretrained
 
     if args.checkpoint:
-        return Pipeline.from_checkpoint(args.checkpoint, device=args.device)
-    return pretrained(args.pretrained, device=args.device)
+        return Pipeline.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    return pretrained(args.pretrained, device=args.device, precision=args.precision)
 
 
 def _animate(args) -> None:
@@ -118,14 +120,41 @@ def _bench(args) -> None:
     bench_main(args.options)
 
 
+def _sampling_options() -> argparse.ArgumentParser:
+    """The options every sampling command shares (generate, animate): one declaration of each."""
+    from .checkpoint import PRETRAINED
+    from .sampling import SAMPLERS
+
+    shared = argparse.ArgumentParser(add_help=False)
+    source = shared.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
+    source.add_argument("--pretrained", default="writer",
+                        help=f"a model shipped with the package: {', '.join(PRETRAINED)} (default: writer)")
+    shared.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    shared.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    shared.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
+    shared.add_argument("--seed", type=int, default=0)
+    _device_options(shared)
+    shared.add_argument("--quiet", action="store_true", help="no progress bar")
+    return shared
+
+
+def _device_options(parser: argparse.ArgumentParser) -> None:
+    from .device import PRECISIONS
+
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto, CUDA if available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (fp32 on a CPU; bf16, else fp16, on a GPU), fp32, bf16 or fp16 (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .model import PRESETS
-    from .sampling import SAMPLERS
     from .schedule import PREDICTIONS
     from .viz import FORMATS
 
     parser = argparse.ArgumentParser(prog="tinydiff", description="Tiny video diffusion: MNIST digits written frame by frame.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sampling = _sampling_options()
 
     p = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt if present)",
                        description="Train a video denoiser on MNIST writing videos. Runs under torchrun too.")
@@ -142,30 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default: 250)")
     p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else ~/.cache/tinydiff/data)")
     p.add_argument("--train-limit", type=int, help="use only the first N training digits")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
+    _device_options(p)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint.pt exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF",
-                       description="Generate writing videos: unconditional (-n) or animating MNIST test digits.")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
-    source.add_argument("--pretrained", default="writer", help="a model shipped with the package (default: writer)")
+    p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF", parents=[sampling],
+                       description="Generate writing videos: unconditional (-n) or animating held-out MNIST digits.")
     p.add_argument("-n", type=int, default=16, help="number of unconditional videos (default: 16)")
-    p.add_argument("--test-digits", type=int, metavar="K", help="animate the first K MNIST test digits instead")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-root", help="MNIST root for --test-digits")
-    p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
+    p.add_argument("--heldout-digits", type=int, metavar="K",
+                   help="animate the first K held-out MNIST digits (official test digits 7000-7999) instead")
+    p.add_argument("--data-root", help="MNIST root for --heldout-digits")
     p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_generate)
 
-    p = sub.add_parser("animate", help="animate your own drawings of digits into a GIF or MP4",
+    p = sub.add_parser("animate", help="animate your own drawings of digits into a GIF or MP4", parents=[sampling],
                        description="Animate drawings of digits (PNG, JPEG, GIF, ... any size, either polarity): "
                                    "each is made MNIST-like (cropped, fitted to 20x20, centred), then written "
                                    "frame by frame by the model.")
@@ -174,20 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .gif or .mp4 file holding all animations, or a folder for one file per image "
                         "(default: animation.gif)")
     p.add_argument("--format", choices=FORMATS, default=".gif", help="file type when OUTPUT is a folder")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
-    source.add_argument("--pretrained", default="writer", help="a model shipped with the package (default: writer)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--interpolate", type=int, default=0, metavar="K",
                    help="K blended frames between each pair of frames, for smooth motion (default: 0)")
     p.add_argument("--side-by-side", action="store_true", help="show the digit the model saw beside its animation")
     p.add_argument("--fps", type=float, default=8.0, help="frames per second before interpolation (default: 8)")
     p.add_argument("--scale", type=int, default=8, help="enlarge each pixel this many times (default: 8)")
-    p.add_argument("--device", help="cpu, cuda, ... (default: CUDA if available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_animate)
 
     p = sub.add_parser("export", help="keep only what inference needs (EMA weights + config) from a checkpoint",

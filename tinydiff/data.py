@@ -72,14 +72,19 @@ def writing_parts(digit) -> dict[str, np.ndarray]:
     return {name: part[0] for name, part in _parts(as_digits(digit, batch=False)[None]).items()}
 
 
-def _frames_from_priorities(priority: np.ndarray, frames: int) -> torch.Tensor:
-    """(N, 28, 28) priorities -> (N, frames, 28, 28) float32: frame k keeps priority > (1 - k/frames) max."""
+def _ink_frames(priority: np.ndarray, frames: int) -> np.ndarray:
+    """(N, 28, 28) priorities -> (N, frames, 28, 28) bool: frame k keeps priority > (1 - k/frames) max."""
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
         raise InputError(f"frames must be a positive integer, got {frames!r}")
     k = np.arange(1, frames + 1, dtype=np.float64)[None, :, None, None]
     peak = priority.max(axis=(1, 2), initial=0.0)[:, None, None, None]
     thresholds = (1.0 - k / frames) * (peak + 1e-5)
-    return torch.from_numpy(priority[:, None] > thresholds).float()
+    return priority[:, None] > thresholds
+
+
+def _frames_from_priorities(priority: np.ndarray, frames: int) -> torch.Tensor:
+    """(N, 28, 28) priorities -> (N, frames, 28, 28) float32 in {0, 1} (see `_ink_frames`)."""
+    return torch.from_numpy(_ink_frames(priority, frames)).float()
 
 
 def writing_priority(digit) -> np.ndarray:
@@ -119,15 +124,38 @@ def condition_from_digits(digits) -> torch.Tensor:
     return (binary.float() * 2 - 1).unsqueeze(1)
 
 
-def load_mnist(train: bool = True, root: str | os.PathLike | None = None, download: bool = True):
+# Where a split's digits are read from. "heldout" is official test digits 7000-7999: in no training
+# file offline (../shared/data trains on test digits 0-6999) nor online (the official training set),
+# and at the same positions in both test files, so figures computed on them agree everywhere.
+SPLITS = ("train", "test", "heldout")
+HELDOUT = range(7000, 8000)
+
+
+def load_mnist(split: str = "train", root: str | os.PathLike | None = None, download: bool = True):
     """MNIST digits through torchvision: (images uint8 (N, 28, 28), labels int64 (N,)).
 
+    split: "train" (the training file), "test" (the whole test file) or "heldout" (official test
+    digits 7000-7999, never seen by any shipped model: what every figure of the course is measured on).
     Reads `root` (else $TINYDIFF_DATA, else a per-user cache folder). If the files are not there and
     `download` is true, tries to download them; offline with nothing on disk, raises DataError.
     """
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {', '.join(SPLITS)}; got {split!r}")
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    images, labels = _read_mnist(root, train=split == "train", download=download)
+    if split != "heldout":
+        return images, labels
+    if len(images) < HELDOUT.stop:
+        raise DataError(f"the MNIST test file under {root} holds {len(images)} digits; the held-out digits are "
+                        f"official test digits {HELDOUT.start}-{HELDOUT.stop - 1}, so it needs at least "
+                        f"{HELDOUT.stop}: set {DATA_ENV} to a fuller copy")
+    return images[HELDOUT.start:HELDOUT.stop].clone(), labels[HELDOUT.start:HELDOUT.stop].clone()
+
+
+def _read_mnist(root: Path, train: bool, download: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One MNIST file pair through torchvision, downloaded when missing and allowed."""
     from torchvision.datasets import MNIST
 
-    root = Path(root).expanduser() if root is not None else default_data_root()
     split = "train" if train else "test"
     hint = f"set {DATA_ENV} to a folder holding MNIST/raw"
     try:
@@ -160,29 +188,42 @@ def _damaged(root: Path, split: str, error: Exception) -> DataError:
 
 
 class WritingVideos(torch.utils.data.Dataset):
-    """MNIST as writing videos, built once in memory.
+    """MNIST as writing videos, built once in memory as uint8 (float32 would take 2.8 GB for full MNIST).
 
-    Item i is (video, condition, label): video (1, T, 28, 28) in [-1, 1], condition (1, 28, 28) in
-    [-1, 1] (the finished digit, i.e. the video's last frame), label an int.
+    `ink` holds every video as (N, T, 28, 28) uint8 in {0, 1}; `batch` turns the videos of a batch
+    into model space on the training device, so only a batch is ever float. Item i is
+    (video, condition, label): video (1, T, 28, 28) in [-1, 1], condition (1, 28, 28) in [-1, 1] (the
+    finished digit, i.e. the video's last frame), label an int.
 
     Args:
-        train: training or test split.
+        split: "train", "test" or "heldout" (see `load_mnist`).
         root: MNIST root (see `load_mnist`).
         limit: keep only the first `limit` digits (quick experiments).
         frames: frames per video.
     """
 
-    def __init__(self, train: bool = True, root=None, limit: int | None = None, frames: int = FRAMES):
-        images, labels = load_mnist(train=train, root=root)
+    CHUNK = 4096  # digits transformed at a time: bounds the float64 working memory to ~100 MB
+
+    def __init__(self, split: str = "train", root=None, limit: int | None = None, frames: int = FRAMES):
+        images, labels = load_mnist(split, root=root)
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
         self.digits = images  # (N, 28, 28) uint8
         self.labels = labels  # (N,)
-        self.videos = (writing_videos(images.numpy(), frames) * 2 - 1).unsqueeze(1)  # (N, 1, T, 28, 28)
-        self.conditions = condition_from_digits(images)  # (N, 1, 28, 28)
+        self.ink = torch.empty((len(images), frames, SIZE, SIZE), dtype=torch.uint8)
+        for start in range(0, len(images), self.CHUNK):
+            chunk = as_digits(images[start:start + self.CHUNK])
+            self.ink[start:start + self.CHUNK] = torch.from_numpy(_ink_frames(_priorities(chunk), frames))
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Videos (B, 1, T, 28, 28) and conditions (B, 1, 28, 28), both in {-1, 1} float32 on `device`."""
+        ink = self.ink[index].to(device, non_blocking=True)
+        videos = ink.float().mul_(2).sub_(1).unsqueeze(1)
+        return videos, videos[:, :, -1]
+
     def __getitem__(self, i):
-        return self.videos[i], self.conditions[i], int(self.labels[i])
+        video, condition = self.batch(torch.tensor([i]))
+        return video[0], condition[0], int(self.labels[i])

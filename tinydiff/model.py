@@ -115,9 +115,10 @@ PRESETS: dict[str, ModelConfig] = {
     "temporal-conv": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True,
                                  global_context=True, ink_distance=True, prediction="x0", schedule="cosine",
                                  temporal_attention=False),
-    # Test-sized: a few thousand parameters.
-    "tiny": ModelConfig(channels=(8, 16), attention_levels=(1,), attention_heads=2, groups=4,
-                        prediction="v", schedule="cosine"),
+    # Test-sized (10,720 parameters), with every component `default` uses: 2x2 patches, temporal
+    # attention at the coarsest level, FiLM, global context, ink distance, x0-prediction, cosine schedule.
+    "tiny": ModelConfig(channels=(4, 8), patch=2, attention_levels=(1,), attention_heads=2, groups=2, film=True,
+                        global_context=True, ink_distance=True, prediction="x0", schedule="cosine"),
 }
 
 
@@ -143,12 +144,14 @@ class FrameGroupNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
         g = self.groups
-        var, mean = torch.var_mean(x.reshape(b, g, c // g, t, h * w), dim=(2, 4), keepdim=True, unbiased=False)
+        # Statistics in fp32 whatever x's dtype: a bf16 variance loses the small differences it measures.
+        xf = x.float()
+        var, mean = torch.var_mean(xf.reshape(b, g, c // g, t, h * w), dim=(2, 4), keepdim=True, unbiased=False)
         # Fold the normalisation and the affine map into one scale and shift per (sample, channel,
         # frame): a single fused pass over x instead of four.
-        scale = torch.rsqrt(var + self.eps) * self.weight.view(1, g, c // g, 1, 1)  # (B, G, C/G, T, 1)
-        shift = self.bias.view(1, g, c // g, 1, 1) - mean * scale
-        return torch.addcmul(shift.reshape(b, c, t, 1, 1), x, scale.reshape(b, c, t, 1, 1))
+        scale = torch.rsqrt(var + self.eps) * self.weight.float().view(1, g, c // g, 1, 1)  # (B, G, C/G, T, 1)
+        shift = self.bias.float().view(1, g, c // g, 1, 1) - mean * scale
+        return torch.addcmul(shift.reshape(b, c, t, 1, 1), xf, scale.reshape(b, c, t, 1, 1)).to(x.dtype)
 
 
 def make_norm(cfg: ModelConfig, channels: int) -> nn.Module:
@@ -231,8 +234,10 @@ class TemporalAttention(nn.Module):
         frames = sinusoidal_embedding(torch.arange(t, device=x.device), c).to(x.dtype)
         q, k, v = self.qkv(self.norm(tokens) + frames).chunk(3, dim=-1)
         q, k, v = (z.reshape(b * h * w, t, self.heads, c // self.heads).transpose(1, 2) for z in (q, k, v))
-        attended = F.scaled_dot_product_attention(q, k, v)  # (BHW, heads, T, C/heads)
-        attended = self.out(attended.transpose(1, 2).reshape(b * h * w, t, c))
+        # Softmax in fp32 (autocast would run it in half precision); over T = 15 frames this costs little.
+        with torch.autocast(x.device.type, enabled=False):
+            attended = F.scaled_dot_product_attention(q.float(), k.float(), v.float())  # (BHW, heads, T, C/heads)
+        attended = self.out(attended.to(v.dtype).transpose(1, 2).reshape(b * h * w, t, c))
         return x + attended.reshape(b, h, w, t, c).permute(0, 4, 3, 1, 2)  # back to (B, C, T, H, W)
 
 
@@ -290,9 +295,11 @@ def ink_distance(condition: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
     """The Euclidean distance transform of the condition's ink, divided by `scale`: (B, 1, H, W).
 
     Each ink pixel's distance to the nearest paper pixel, exactly as scipy's distance_transform_edt,
-    computed on any device in two separable passes (Felzenszwalb & Huttenlocher): the distance along
-    each row, then the best row for each column. Ink is condition > 0, so a dropped (zero) condition
-    gives zeros; an image without any paper reads as deep as it is large.
+    computed on any device by brute force in two separable passes: the squared distance to the nearest
+    paper pixel in the same row (a minimum over all W columns), then, for each pixel, the minimum over
+    all H rows of that row distance plus the squared row offset; O(H W (H + W)) work, no loops in
+    Python. Ink is condition > 0, so a dropped (zero) condition gives zeros; an image without any
+    paper reads as deep as it is large.
     """
     b, _, h, w = condition.shape
     paper = condition[:, 0] <= 0  # (B, H, W)

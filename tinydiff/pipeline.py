@@ -8,29 +8,25 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, load_shipped, model_from_checkpoint
+from .checkpoint import PRETRAINED, load_checkpoint, load_shipped, model_from_checkpoint
 from .data import condition_from_digits
+from .device import autocast, resolve_device, resolve_precision
 from .drawing import digit_from_image
 from .errors import CheckpointError, ConfigError, InputError
 from .model import VideoUNet
 from .sampling import SamplerStep, guided, sample_steps
 from .schedule import NoiseSchedule
 
-# Pipelines shipped inside the package (their SHA-256 are recorded in checkpoint.SHIPPED).
-# The writer, and the three networks of the temporal-consistency ablation (see tinydiff.ablation).
-PRETRAINED = ("writer", "ablation-per-frame", "ablation-temporal-conv", "ablation-attention")
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _generator(seed: int | None) -> torch.Generator:
+    """A CPU generator for the sampler's noise; seed=None draws fresh entropy without touching the
+    global RNG (torch.seed() would re-seed the caller's torch.manual_seed stream)."""
+    generator = torch.Generator()
     if seed is None:
-        return torch.Generator().manual_seed(torch.seed())
+        generator.seed()
+        return generator
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer or None, got {seed!r}")
-    return torch.Generator().manual_seed(seed)
+    return generator.manual_seed(seed)
 
 
 class Pipeline:
@@ -38,19 +34,22 @@ class Pipeline:
 
     Args:
         model: a trained `VideoUNet` (its config names the schedule and prediction target).
-        device: where to run; None picks CUDA when available, else the CPU.
+        device: where to run; None or "auto" picks CUDA when available, else the CPU.
+        precision: "auto", "fp32", "bf16" or "fp16" (see `tinydiff.device`); "auto" is fp32 on a CPU.
     """
 
-    def __init__(self, model: VideoUNet, device: torch.device | str | None = None):
-        self.device = torch.device(device) if device is not None else default_device()
+    def __init__(self, model: VideoUNet, device: torch.device | str | None = None, precision: str = "auto"):
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
         self.schedule = NoiseSchedule(self.cfg.schedule, self.cfg.num_timesteps)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True) -> "Pipeline":
+    def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
+                        precision: str = "auto") -> "Pipeline":
         """Load any checkpoint written by `tinydiff.train` (the EMA weights by default)."""
-        return cls(model_from_checkpoint(load_checkpoint(path), use_ema=use_ema), device)
+        return cls(model_from_checkpoint(load_checkpoint(path), use_ema=use_ema), device, precision)
 
     def _shape(self, n: int) -> tuple[int, ...]:
         return (n, 1, self.cfg.frames, self.cfg.size, self.cfg.size)
@@ -63,7 +62,7 @@ class Pipeline:
         denoise = guided(self.model, condition, float(guidance))
 
         def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            with autocast(self.device, self.precision):
                 return denoise(x, t).float()
 
         return run
@@ -141,8 +140,8 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
     return ((x[:, 0].float().cpu() + 1) / 2).clamp(0, 1)
 
 
-def pretrained(name: str = "writer", device=None) -> Pipeline:
+def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline:
     """A pipeline for a model shipped inside the package, verified against its recorded SHA-256."""
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
-    return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device))
+    return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device, precision=precision))

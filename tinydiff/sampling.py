@@ -37,12 +37,20 @@ class SamplerStep:
 def timesteps(num_timesteps: int, steps: int) -> list[int]:
     """The timesteps a sampler visits, largest first, "trailing" spacing (Lin et al. 2024, table 2).
 
-    Starts at T - 1, the pure-noise end, for any number of steps; steps = T gives T-1, ..., 0.
+    t_i = round(T (steps - i) / steps) - 1 for i = 0 .. steps-1: starts at T - 1, the pure-noise end, for
+    any number of steps; steps = T gives T-1, ..., 0.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= num_timesteps:
         raise ConfigError(f"steps must be an integer from 1 to {num_timesteps}, got {steps!r}")
-    ratio = num_timesteps / steps
-    return [round(num_timesteps - i * ratio) - 1 for i in range(steps)]
+    visited = []
+    for i in range(steps):
+        # In integers, ties to even as numpy's round: in floats, T - i T/steps can land a hair off an exact
+        # half (steps = 240, 304, ... for T = 1000) and round the wrong way.
+        quotient, remainder = divmod(num_timesteps * (steps - i), steps)
+        if 2 * remainder > steps or (2 * remainder == steps and quotient % 2):
+            quotient += 1
+        visited.append(quotient - 1)
+    return visited
 
 
 def ddpm_step(schedule: NoiseSchedule, x_t, t: torch.Tensor, pred_x0, noise) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Training, both samplers, the notebooks and the tests use this object; nothing else in the package
 restates a schedule formula. Tables are computed once in float64 (as in improved-diffusion) and cast
-to the caller's dtype and device on use.
+to the caller's dtype and device on use (each table is copied to a device once, not at every step).
 
 Notation (Ho et al. 2020, "DDPM"): timesteps t = 0 .. T-1, betas beta_t, alpha_t = 1 - beta_t,
 alpha_bar_t = prod_{s<=t} alpha_s. x_t is x_0 after t + 1 noising steps.
@@ -38,16 +38,6 @@ def cosine_betas(num_timesteps: int, s: float = 0.008, max_beta: float = 0.999) 
 _BETA_SCHEDULES: dict[str, Callable[[int], torch.Tensor]] = {"linear": linear_betas, "cosine": cosine_betas}
 
 
-def extract(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Gather table[t] for a batch of timesteps and shape it to broadcast against `like`.
-
-    table: (T,) float64; t: (B,) long; like: (B, ...), e.g. (B, C, T, H, W). Returns (B, 1, 1, ...)
-    on like's device, in `dtype` (default: like's dtype).
-    """
-    out = table.to(like.device)[t.to(like.device)].to(dtype or like.dtype)
-    return out.reshape(t.shape[0], *([1] * (like.dim() - 1)))
-
-
 class NoiseSchedule:
     """Discrete-time Gaussian diffusion schedule (linear or cosine) with its closed forms.
 
@@ -76,21 +66,42 @@ class NoiseSchedule:
         # that 1 - ab keeps its precision near t = 0 whatever the dtype of the data.
         self._sqrt_ab = torch.cat([self.alphas_cumprod.sqrt(), torch.ones(1, dtype=torch.float64)])
         self._sqrt_one_minus_ab = torch.cat([one_minus.sqrt(), torch.zeros(1, dtype=torch.float64)])
+        self._snr = self.alphas_cumprod / one_minus
+        self._copies: dict[tuple[int, torch.device], torch.Tensor] = {}  # (table id, device) -> table there
+
+    def _on(self, table: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """One of this schedule's tables on `device`, copied there once (not at every step)."""
+        key = (id(table), device)
+        if key not in self._copies:
+            self._copies[key] = table.to(device)
+        return self._copies[key]
+
+    def _extract(self, table: torch.Tensor, t: torch.Tensor, like: torch.Tensor,
+                 dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Gather table[t] for a batch of timesteps and shape it to broadcast against `like`.
+
+        table: (T,) float64, one of this schedule's; t: (B,) long; like: (B, ...), e.g. (B, C, T, H, W).
+        Returns (B, 1, 1, ...) on like's device, in `dtype` (default: like's dtype).
+        """
+        out = self._on(table, like.device)[t.to(like.device)].to(dtype or like.dtype)
+        return out.reshape(t.shape[0], *([1] * (like.dim() - 1)))
 
     def __repr__(self) -> str:
         return f"NoiseSchedule({self.name!r}, num_timesteps={self.num_timesteps})"
 
     def snr(self, t: torch.Tensor | None = None) -> torch.Tensor:
-        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t), float64, at t (or for all t)."""
-        table = self.alphas_cumprod / (1.0 - self.alphas_cumprod)
-        return table if t is None else table[t]
+        """Signal-to-noise ratio alpha_bar_t / (1 - alpha_bar_t), float64, at t (on t's device) or for all t."""
+        if t is None:
+            return self._snr.clone()
+        return self._on(self._snr, t.device)[t]
 
     def scales(self, t: torch.Tensor, like: torch.Tensor, dtype: torch.dtype | None = None):
         """(sqrt(alpha_bar_t), sqrt(1 - alpha_bar_t)) shaped to broadcast against `like`.
 
         t: (B,) long; t = -1 means "before any noise" (alpha_bar = 1). dtype defaults to like's.
         """
-        return extract(self._sqrt_ab, t, like, dtype), extract(self._sqrt_one_minus_ab, t, like, dtype)
+        return (self._extract(self._sqrt_ab, t, like, dtype),
+                self._extract(self._sqrt_one_minus_ab, t, like, dtype))
 
     # -- the forward process -------------------------------------------------------------------------
 
@@ -106,13 +117,13 @@ class NoiseSchedule:
 
     def q_step(self, x_prev: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """One noising step q(x_t | x_{t-1}) = N(sqrt(alpha_t) x_{t-1}, beta_t I)  (DDPM eq. 2)."""
-        beta = extract(self.betas, t, x_prev)
+        beta = self._extract(self.betas, t, x_prev)
         return (1.0 - beta).sqrt() * x_prev + beta.sqrt() * noise
 
     def q_posterior(self, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of q(x_{t-1} | x_t, x_0)  (DDPM eq. 6-7)."""
-        mean = extract(self.posterior_coef_x0, t, xt) * x0 + extract(self.posterior_coef_xt, t, xt) * xt
-        return mean, extract(self.posterior_variance, t, xt).expand_as(xt)
+        mean = self._extract(self.posterior_coef_x0, t, xt) * x0 + self._extract(self.posterior_coef_xt, t, xt) * xt
+        return mean, self._extract(self.posterior_variance, t, xt).expand_as(xt)
 
     # -- prediction targets --------------------------------------------------------------------------
 

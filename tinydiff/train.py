@@ -1,9 +1,10 @@
 """Training: sample t, teleport to x_t with q(x_t | x_0), regress the prediction target with MSE.
 
-One function, `train`, runs on a CPU, on a GPU (bf16 autocast) and under
-`torchrun --nproc_per_node=N` (DistributedDataParallel, gloo on CPUs, NCCL on GPUs). Every random draw
-of a step comes from a generator seeded by (seed, step, rank) and the data order is a function of the
-step, so a run resumed from a checkpoint continues exactly as if it had never stopped.
+One function, `train`, runs on a CPU, on a GPU (in fp32, bf16 or fp16: see `tinydiff.device`) and
+under `torchrun --nproc_per_node=N` (DistributedDataParallel: gloo on CPUs, NCCL with one GPU per
+process). Every random draw of a step comes from a generator seeded by (seed, step, rank) on the
+training device, and the data order is a function of the step, so a run resumed from a checkpoint
+continues as if it had never stopped (bit for bit in fp32 on a CPU; see `tinydiff.device`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import copy
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import WritingVideos
+from .device import PRECISIONS, autocast, resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import ModelConfig, VideoUNet
 from .schedule import NoiseSchedule
@@ -50,7 +53,8 @@ class TrainConfig:
     checkpoint_every: int = 250  # steps between checkpoints (and one at the end)
     data_root: str | None = None  # MNIST root; None: $TINYDIFF_DATA or the per-user cache
     train_limit: int | None = None  # use only the first N training digits
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ... (under torchrun: each process's own GPU)
+    precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" (see tinydiff.device)
     threads: int | None = None  # CPU threads (torch.set_num_threads); None leaves torch's default
 
     def __post_init__(self):
@@ -64,6 +68,8 @@ class TrainConfig:
         for name in ("cond_drop", "ema_decay", "min_lr_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
         if self.loss_weighting not in ("uniform", "min-snr"):
             raise ConfigError(f"loss_weighting must be 'uniform' or 'min-snr', got {self.loss_weighting!r}")
 
@@ -92,8 +98,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 def loss_weights(schedule: NoiseSchedule, prediction: str, weighting: str, t: torch.Tensor) -> torch.Tensor:
     """Per-sample loss weights (B,): 1, or min-SNR-5 expressed for the prediction target."""
     if weighting == "uniform":
-        return torch.ones(t.shape, dtype=torch.float32)
-    snr = schedule.snr(t.cpu())
+        return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+    snr = schedule.snr(t)
     clipped = snr.clamp(max=5.0)
     per_target = {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}
     return per_target[prediction].float()
@@ -104,29 +110,28 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but torch sees no CUDA GPU; use --device cpu")
-    return device
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this process's device), starting the process group when run under torchrun.
 
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank), starting the process group when run under torchrun."""
+    On GPUs each process takes the GPU of its local rank and talks over NCCL; on CPUs, over gloo.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def _finite_everywhere(loss: torch.Tensor, world: int) -> bool:
-    """Whether the loss is finite on every rank (all ranks must stop together, or the others hang)."""
-    bad = (~torch.isfinite(loss.detach())).float()
     if world > 1:
-        dist.all_reduce(bad)
-    return bad.item() == 0
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return int(os.environ.get("RANK", "0")), world, device
+
+
+def _global_loss(loss: torch.Tensor, world: int) -> float:
+    """The loss averaged over ranks, read in one host sync; non-finite if it is on any rank (so that
+    all ranks stop together, or the others would hang). MSE losses are >= 0, so inf never cancels."""
+    total = loss.detach().float().clone()
+    if world > 1:
+        dist.all_reduce(total)
+    return total.item() / world
 
 
 def _saved_step(path: Path) -> int | str:
@@ -154,10 +159,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     that step (checkpointed, the learning-rate schedule still planned for `cfg.steps`), so a run can
     be trained in chunks and evaluated in between.
     """
-    rank, world, local_rank = _distributed()
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", local_rank)
+    rank, world, device = _distributed(resolve_device(cfg.device))
+    precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     schedule = NoiseSchedule(model_cfg.schedule, model_cfg.num_timesteps)
@@ -170,33 +173,46 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     model = VideoUNet(model_cfg).to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    # fp16 needs its gradients scaled up (or small ones flush to zero); bf16 has fp32's range.
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step, losses, elapsed = 0, [], 0.0
     if resume and path.exists():
-        state = load_checkpoint(path, map_location=device)
+        # On the CPU: the RNG state must stay a CPU tensor; load_state_dict moves weights to the device.
+        state = load_checkpoint(path, map_location="cpu")
         if ModelConfig.from_dict(state.get("model_config") or {}) != model_cfg:
             raise CheckpointError(f"{path} holds a different model configuration; use another out_dir "
                                   "or start afresh (resume=False, --no-resume)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        saved = state.get("precision", "fp32")
+        if saved != precision:
+            warnings.warn(f"{path} was trained in {saved} and continues in {precision}: the run goes on, but "
+                          f"not as it would have without the stop (pass precision={saved!r} for that)", stacklevel=2)
         step, losses, elapsed = state["step"], list(state["losses"]), state["elapsed_s"]
         torch.set_rng_state(state["rng"])
 
-    dataset = WritingVideos(train=True, root=cfg.data_root, limit=cfg.train_limit, frames=model_cfg.frames)
+    dataset = WritingVideos("train", root=cfg.data_root, limit=cfg.train_limit, frames=model_cfg.frames)
     if len(dataset) < cfg.batch_size * world:
         raise ConfigError(f"{len(dataset)} training videos cannot fill a batch of {cfg.batch_size} x {world}")
+    if device.type == "cuda":  # the uint8 videos fit on any GPU (705 MB for full MNIST): no copy per step
+        dataset.ink = dataset.ink.to(device)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     per_epoch = len(sampler) // cfg.batch_size
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     model.train()
 
     def save() -> None:
         if rank == 0:
             save_checkpoint({"model_config": model_cfg.to_dict(), "train_config": asdict(cfg),
-                             "model": model.state_dict(), "ema": ema.state_dict(),
-                             "optimizer": optimizer.state_dict(), "step": step, "losses": losses,
-                             "elapsed_s": elapsed, "rng": torch.get_rng_state()}, path)
+                             "precision": precision, "model": model.state_dict(), "ema": ema.state_dict(),
+                             "optimizer": optimizer.state_dict(),
+                             "scaler": scaler.state_dict() if scaler.is_enabled() else None, "step": step,
+                             "losses": losses, "elapsed_s": elapsed, "rng": torch.get_rng_state()}, path)
         if world > 1:
             dist.barrier()
 
@@ -210,23 +226,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
             sampler.set_epoch(epoch)
             order, order_epoch = torch.tensor(list(sampler)), epoch
         index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
-        x0 = dataset.videos[index].to(device)  # (B, 1, T, H, W)
-        condition = dataset.conditions[index].to(device)  # (B, 1, H, W)
+        x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
 
-        g = torch.Generator().manual_seed(step_seed(cfg.seed, step, rank))
-        t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g)
-        noise = torch.randn(x0.shape, generator=g)
-        keep = (torch.rand(len(index), generator=g) >= cfg.cond_drop).float().view(-1, 1, 1, 1)
-        t, noise, keep = t.to(device), noise.to(device), keep.to(device)
+        # Drawn on the training device (no host-to-device copies), in the same order on every device.
+        g = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
+        t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g, device=device)
+        noise = torch.randn(x0.shape, generator=g, device=device)
+        keep = (torch.rand(len(index), generator=g, device=device) >= cfg.cond_drop).float().view(-1, 1, 1, 1)
 
         x_t = schedule.q_sample(x0, t, noise)
         target = schedule.training_target(model_cfg.prediction, x0, noise, t)
-        with autocast:
+        with autocast(device, precision):
             output = net(x_t, t, condition * keep)
         per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
-        weights = loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t).to(device)
-        loss = (weights * per_sample).mean()
-        if not _finite_everywhere(loss, world):
+        loss = (loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t) * per_sample).mean()
+        logged = _global_loss(loss, world)  # the step's one host sync
+        if not math.isfinite(logged):
             # The weights that gave this loss were updated by finite steps only: keep them if they are sound.
             if all(torch.isfinite(p).all() for p in model.parameters()):
                 save()
@@ -236,17 +251,15 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(cfg, step)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients (a no-op outside fp16)
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)  # in fp16, skipped when the scaled gradients overflowed
+        scaler.update()
         update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
 
         step += 1
-        logged = loss.detach()
-        if world > 1:  # log the loss of the whole global batch, the same on every rank
-            dist.all_reduce(logged)
-            logged /= world
-        losses.append(logged.item())
+        losses.append(logged)
         seconds = time.perf_counter() - started
         elapsed += seconds
         bar.update(1)

@@ -1,6 +1,7 @@
 """Live widgets for the course (ipywidgets; only API shared by ipywidgets 7, as on Colab, and 8).
 
-Widgets need a running kernel; the rendered book shows kernel-free players instead (see `viz`).
+Widgets need a running kernel; the rendered book shows kernel-free players instead (see `plots`:
+`player`, `video_player`, `trajectory_player`, `noising_player`).
 """
 
 from __future__ import annotations

@@ -16,11 +16,11 @@ from tinydiff.train import TrainConfig, train
 
 @pytest.fixture
 def fake_gpu(monkeypatch):
-    """torch reports one CUDA GPU of the given compute capability (nothing runs on it)."""
+    """torch reports CUDA GPUs (one by default) of the given compute capability (nothing runs on them)."""
 
-    def install(capability: tuple[int, int]):
+    def install(capability: tuple[int, int], count: int = 1):
         monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-        monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
 
@@ -85,7 +85,7 @@ def test_torchrun_on_a_gpu_host_with_device_cpu_uses_gloo(fake_gpu, monkeypatch)
 
 
 def test_torchrun_on_gpus_gives_each_process_its_own_gpu(fake_gpu, monkeypatch):
-    fake_gpu((8, 0))
+    fake_gpu((8, 0), count=2)
     backends, current = [], []
     monkeypatch.setattr(train_module.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(train_module.dist, "init_process_group", lambda backend: backends.append(backend))
@@ -95,6 +95,15 @@ def test_torchrun_on_gpus_gives_each_process_its_own_gpu(fake_gpu, monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert train_module._distributed(torch.device("cuda")) == (1, 2, torch.device("cuda", 1))
     assert backends == ["nccl"] and current == [torch.device("cuda", 1)]
+
+
+def test_more_processes_than_gpus_is_a_clear_error(fake_gpu, monkeypatch):
+    fake_gpu((8, 0), count=1)
+    monkeypatch.setattr(train_module.dist, "init_process_group", lambda backend: pytest.fail("started a group"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ConfigError, match="process 1 has no GPU of its own: torch sees 1"):
+        train_module._distributed(torch.device("cuda"))
 
 
 def test_one_process_starts_no_process_group(monkeypatch):

@@ -23,7 +23,7 @@ import torch
 from .checkpoint import load_checkpoint
 from .classifier import pretrained_classifier
 from .data import load_mnist, writing_videos
-from .device import PRECISIONS, resolve_device
+from .device import PRECISIONS, autocast, resolve_device
 from .metrics import frame_iou, last_frame_fidelity, vanishing_ink
 from .model import VideoUNet, preset
 from .pipeline import Pipeline, pretrained
@@ -80,18 +80,35 @@ def minutes_to_iou(target: float, budget_min: float, workdir: Path, data_root, d
 
 
 def sampling_times(pipe: Pipeline, digits: torch.Tensor) -> tuple[float, float]:
-    """Seconds for DDIM-50 on these digits with `pipe`, and for 50 forward passes of the original network."""
-    started = time.perf_counter()
-    pipe.animate(digits, steps=50, seed=0)
-    ddim = time.perf_counter() - started
+    """Seconds for DDIM-50 on these digits with `pipe`, and for 50 forward passes of the original network
+    on the same device in the same precision; each after one warm-up run, waiting for the GPU to finish."""
     original = VideoUNet(preset("original")).eval().to(pipe.device)
     x = torch.randn(len(digits), 1, 15, 28, 28, device=pipe.device)
     condition = torch.randn(len(digits), 1, 28, 28, device=pipe.device)
-    started = time.perf_counter()
-    with torch.no_grad():
-        for t in torch.linspace(999, 0, 50).long():
-            original(x, t.repeat(len(digits)).to(pipe.device), condition)
-    return ddim, time.perf_counter() - started
+
+    def ddim() -> None:
+        pipe.animate(digits, steps=50, seed=0)
+
+    @torch.no_grad()
+    def passes() -> None:
+        with autocast(pipe.device, pipe.precision):
+            for t in torch.linspace(999, 0, 50).long():
+                original(x, t.repeat(len(digits)).to(pipe.device), condition)
+
+    seconds = []
+    for run in (ddim, passes):
+        run()  # warm-up: kernel selection, allocator, caches
+        _synchronize(pipe.device)
+        started = time.perf_counter()
+        run()
+        _synchronize(pipe.device)
+        seconds.append(time.perf_counter() - started)
+    return seconds[0], seconds[1]
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def machine() -> str:

@@ -4,7 +4,8 @@ Precision names: "fp32" (the default on a CPU, and the only one there), "bf16" (
 GPU that computes in bfloat16 natively: compute capability 8.0, Ampere, or newer) and "fp16" (the
 default on older GPUs such as Colab's T4, with a gradient scaler in training). "auto" picks by device.
 In bf16 and fp16 the convolutions and matrix products run in half precision under autocast; the
-norms' statistics, the attention softmax, the loss and the sampler's arithmetic stay in fp32.
+norms' statistics, the attention softmax, the loss and the sampler's arithmetic stay in fp32. fp32 on a
+GPU is true fp32 (TF32 is switched off while the model runs).
 
 What holds in which precision (tested in tests/test_device.py and, on a GPU, tests/test_cuda.py):
 - same seed, same videos: in every precision, on one machine (the sampler's noise comes from a CPU
@@ -67,7 +68,24 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str):
-    """The autocast context of a resolved precision: half-precision matmuls and convolutions, or nothing."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=DTYPES[precision])
+    """The context a model runs in at a resolved precision: half-precision matmuls and convolutions
+    under autocast for bf16 and fp16; for fp32 on a GPU, true fp32 (TF32 off for the duration)."""
+    if precision != "fp32":
+        return torch.autocast(device.type, dtype=DTYPES[precision])
+    return no_tf32(device)
+
+
+@contextlib.contextmanager
+def no_tf32(device: torch.device):
+    """fp32 means fp32: PyTorch lets cuDNN convolutions (and, if asked, matmuls) round their inputs to
+    TF32's 10-bit mantissa on Ampere and newer, which would make "fp32" on a GPU disagree with a CPU.
+    Switches TF32 off while the context lasts (forward and backward passes alike); a no-op off CUDA."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul, convolution = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, convolution

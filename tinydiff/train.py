@@ -9,6 +9,7 @@ continues as if it had never stopped (bit for bit in fp32 on a CPU; see `tinydif
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import WritingVideos
-from .device import PRECISIONS, autocast, resolve_device, resolve_precision
+from .device import PRECISIONS, autocast, no_tf32, resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import ModelConfig, VideoUNet
 from .schedule import NoiseSchedule
@@ -118,7 +119,11 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+            if local_rank >= torch.cuda.device_count():
+                raise ConfigError(f"process {local_rank} has no GPU of its own: torch sees {torch.cuda.device_count()}; "
+                                  "start at most that many processes per node, or train with --device cpu")
+            device = torch.device("cuda", local_rank)
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
@@ -219,53 +224,54 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     bar = tqdm(total=cfg.steps, initial=step, desc="train", disable=not progress or rank != 0)
     order, order_epoch = None, None
     stop = cfg.steps if until is None else min(until, cfg.steps)
-    while step < stop:
-        started = time.perf_counter()
-        epoch, position = divmod(step, per_epoch)
-        if epoch != order_epoch:
-            sampler.set_epoch(epoch)
-            order, order_epoch = torch.tensor(list(sampler)), epoch
-        index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
-        x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
+    with no_tf32(device) if precision == "fp32" else contextlib.nullcontext():  # backward passes too
+        while step < stop:
+            started = time.perf_counter()
+            epoch, position = divmod(step, per_epoch)
+            if epoch != order_epoch:
+                sampler.set_epoch(epoch)
+                order, order_epoch = torch.tensor(list(sampler)), epoch
+            index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
+            x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
 
-        # Drawn on the training device (no host-to-device copies), in the same order on every device.
-        g = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
-        t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g, device=device)
-        noise = torch.randn(x0.shape, generator=g, device=device)
-        keep = (torch.rand(len(index), generator=g, device=device) >= cfg.cond_drop).float().view(-1, 1, 1, 1)
+            # Drawn on the training device (no host-to-device copies), in the same order on every device.
+            g = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
+            t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g, device=device)
+            noise = torch.randn(x0.shape, generator=g, device=device)
+            keep = (torch.rand(len(index), generator=g, device=device) >= cfg.cond_drop).float().view(-1, 1, 1, 1)
 
-        x_t = schedule.q_sample(x0, t, noise)
-        target = schedule.training_target(model_cfg.prediction, x0, noise, t)
-        with autocast(device, precision):
-            output = net(x_t, t, condition * keep)
-        per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
-        loss = (loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t) * per_sample).mean()
-        logged = _global_loss(loss, world)  # the step's one host sync
-        if not math.isfinite(logged):
-            # The weights that gave this loss were updated by finite steps only: keep them if they are sound.
-            if all(torch.isfinite(p).all() for p in model.parameters()):
+            x_t = schedule.q_sample(x0, t, noise)
+            target = schedule.training_target(model_cfg.prediction, x0, noise, t)
+            with autocast(device, precision):
+                output = net(x_t, t, condition * keep)
+            per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
+            loss = (loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t) * per_sample).mean()
+            logged = _global_loss(loss, world)  # the step's one host sync
+            if not math.isfinite(logged):
+                # The weights that gave this loss were updated by finite steps only: keep them if they are sound.
+                if all(torch.isfinite(p).all() for p in model.parameters()):
+                    save()
+                raise TrainingError(f"the loss is not finite at step {step + 1}; training stopped and {path} "
+                                    f"holds the last good state (step {_saved_step(path)}): lower --lr or check the data")
+
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, step)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # clip the true gradients (a no-op outside fp16)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)  # in fp16, skipped when the scaled gradients overflowed
+            scaler.update()
+            update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+
+            step += 1
+            losses.append(logged)
+            seconds = time.perf_counter() - started
+            elapsed += seconds
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", videos_per_s=f"{len(index) * world / seconds:.1f}")
+            if step % cfg.checkpoint_every == 0 or step == stop:
                 save()
-            raise TrainingError(f"the loss is not finite at step {step + 1}; training stopped and {path} "
-                                f"holds the last good state (step {_saved_step(path)}): lower --lr or check the data")
-
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(cfg, step)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)  # clip the true gradients (a no-op outside fp16)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(optimizer)  # in fp16, skipped when the scaled gradients overflowed
-        scaler.update()
-        update_ema(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
-
-        step += 1
-        losses.append(logged)
-        seconds = time.perf_counter() - started
-        elapsed += seconds
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.4f}", videos_per_s=f"{len(index) * world / seconds:.1f}")
-        if step % cfg.checkpoint_every == 0 or step == stop:
-            save()
     bar.close()
     if world > 1:
         dist.destroy_process_group()

@@ -36,7 +36,7 @@ demo: install
 # weights into the package; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
 writer: install
 	$(PY) -m tinydiff train --preset default --steps 5000 --batch-size 16 --lr 2e-3 --seed 0 \
-		--checkpoint-every 500 --out runs/writer
+		--device cpu --precision fp32 --threads 2 --checkpoint-every 500 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
 
 # Retrain the three networks of the temporal-consistency ablation (chapter 4) with one shared budget
@@ -46,7 +46,7 @@ ablation: install
 	for pair in per-frame:ablation-per-frame temporal-conv:ablation-temporal-conv default:ablation-attention; do \
 		preset=$${pair%%:*}; name=$${pair#*:}; \
 		$(PY) -m tinydiff train --preset $$preset --steps 1000 --batch-size 16 --lr 2e-3 --seed 0 \
-			--checkpoint-every 500 --out runs/$$name || exit 1; \
+			--device cpu --precision fp32 --checkpoint-every 500 --out runs/$$name || exit 1; \
 		$(PY) -m tinydiff export runs/$$name/checkpoint.pt tinydiff/weights/$$name.pt || exit 1; \
 	done
 

@@ -49,6 +49,24 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert "steps must be a positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command, message", [
+    (["generate", "--heldout-digits", "0"], "--heldout-digits must be 1..1000, got 0"),
+    (["generate", "--heldout-digits", "1001"], "--heldout-digits must be 1..1000, got 1001"),
+    (["generate", "-n", "0"], "-n must be a positive number of videos"),
+    (["generate", "--device", "banana"], "unknown device 'banana'"),
+    (["generate", "--device", "cpu", "--precision", "bf16"], "precision bf16 needs a CUDA GPU"),
+    (["train", "--device", "cpu", "--precision", "fp16", "--steps", "1"], "precision fp16 needs a CUDA GPU"),
+    (["bench", "--device", "banana"], "unknown device 'banana'"),
+    (["bench", "--device", "cpu", "--precision", "bf16"], "precision bf16 needs a CUDA GPU"),
+])
+def test_bad_settings_end_in_one_line_before_any_work(command, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--quiet"] if command[0] != "bench" else command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinydiff: error:") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
 def test_bench_passes_its_own_options_through(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--help"])

@@ -144,7 +144,6 @@ def test_cpu_and_cuda_sample_the_same_videos():
     assert agreement >= AGREEMENT_IOU, f"CPU and CUDA fp32 videos agree to frame IoU {agreement:.4f}"
 
     half = resolve_precision("auto", CUDA)  # bf16 where native (compute capability >= 8.0), else fp16
-    assert half == ("bf16" if native_bf16(CUDA) else "fp16")
     in_half = pretrained("writer", device=CUDA, precision=half).animate(digits, steps=50, seed=0)
     assert torch.isfinite(in_half).all()
     again = pretrained("writer", device=CUDA, precision=half).animate(digits, steps=50, seed=0)
@@ -188,8 +187,3 @@ def test_bf16_is_refused_without_native_support(tmp_path, fake_mnist, tiny_confi
     with pytest.raises(ConfigError, match="bf16"):
         train(tiny_config, config(tmp_path, fake_mnist, precision="bf16"), progress=False)
 
-
-@pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_half_precision_is_refused_on_the_cpu(precision, tiny_config):
-    with pytest.raises(ConfigError, match="CUDA"):
-        Pipeline(VideoUNet(tiny_config), device="cpu", precision=precision)

@@ -142,3 +142,39 @@ def test_seed_none_leaves_the_global_rng_alone():
     second = pipe.generate(1, steps=2, seed=None)
     assert torch.equal(torch.rand(4), expected)
     assert not torch.equal(first, second), "seed=None draws fresh noise each time"
+
+
+def test_resuming_in_another_precision_warns(fake_mnist, tiny_config, tmp_path):
+    """A run continued in another precision goes on, but says that it is no longer the same run; a
+    checkpoint from before precisions were recorded (no key) continues silently."""
+    import warnings
+
+    from tinydiff.checkpoint import save_checkpoint
+
+    cfg = TrainConfig(out_dir=str(tmp_path), steps=1, batch_size=4, data_root=str(fake_mnist), device="cpu")
+    train(tiny_config, cfg, progress=False)
+    path = tmp_path / "checkpoint.pt"
+    state = load_checkpoint(path)
+    save_checkpoint({**state, "precision": "bf16"}, path)
+    longer = TrainConfig(**{**cfg.__dict__, "steps": 2})
+    with pytest.warns(UserWarning, match="trained in bf16 and continues in fp32"):
+        train(tiny_config, longer, progress=False)
+    state = load_checkpoint(path)
+    del state["precision"]
+    save_checkpoint(state, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(tiny_config, TrainConfig(**{**cfg.__dict__, "steps": 3}), progress=False)
+
+
+def test_fp32_on_a_gpu_switches_tf32_off_and_back():
+    """The switches are plain settings, so this runs without a GPU: off inside, as they were after."""
+    from tinydiff.device import no_tf32
+
+    switches = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+    before = [s.fp32_precision for s in switches]
+    with no_tf32(torch.device("cuda")):
+        assert [s.fp32_precision for s in switches] == ["ieee", "ieee"]
+    assert [s.fp32_precision for s in switches] == before
+    with no_tf32(torch.device("cpu")):
+        assert [s.fp32_precision for s in switches] == before

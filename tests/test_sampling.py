@@ -20,15 +20,6 @@ def test_timesteps_trailing_spacing():
             timesteps(1000, bad)
 
 
-@pytest.mark.parametrize("n", [1, 3, 7, 10, 30, 50, 300, 999, 1000])
-def test_timesteps_match_diffusers(n):
-    from diffusers import DDIMScheduler
-
-    ref = DDIMScheduler(num_train_timesteps=1000, timestep_spacing="trailing")
-    ref.set_timesteps(n)
-    assert timesteps(1000, n) == ref.timesteps.tolist()
-
-
 def exact_ties(num_timesteps: int, n: int) -> bool:
     """Whether some T (n - i) / n lies exactly halfway between two integers (n = 16, 48, ... for T = 1000)."""
     return any(Fraction(num_timesteps * (n - i), n).denominator == 2 for i in range(n))

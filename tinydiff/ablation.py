@@ -29,7 +29,7 @@ VARIANTS: dict[str, str] = {
 # The one training budget all three share (the tinydiff train options of `make ablation`).
 BUDGET = {"steps": 1000, "batch_size": 16, "lr": 2e-3, "seed": 0}
 
-# metric key -> (column heading, format). Two significant decimals: a few dozen videos measure a mean
+# metric key -> (column heading, format). Two decimals: a few dozen videos measure a mean
 # no closer than about 0.01, and a third digit would change with the order of float sums on another CPU.
 COLUMNS = {
     "iou": ("frame IoU", "{:.2f}"),

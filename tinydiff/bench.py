@@ -23,7 +23,8 @@ import torch
 from .checkpoint import load_checkpoint
 from .classifier import pretrained_classifier
 from .data import load_mnist, writing_videos
-from .device import PRECISIONS, autocast, resolve_device
+from .cli import device_options
+from .device import autocast, resolve_device, resolve_precision
 from .metrics import frame_iou, last_frame_fidelity, vanishing_ink
 from .model import VideoUNet, preset
 from .pipeline import Pipeline, pretrained
@@ -111,6 +112,18 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+GPU_HEADING = "## On a GPU"
+
+
+def gpu_section(report: Path) -> str:
+    """The GPU figures of an existing report (measured by `make gpu-check` on a CUDA machine, which this
+    run may not have), kept as they are; "not measured" when there are none."""
+    text = report.read_text() if report.is_file() else ""
+    if GPU_HEADING in text:
+        return text[text.index(GPU_HEADING):]
+    return (f"{GPU_HEADING}\n\nNot measured: run `make gpu-check` on a CUDA machine and record its figures here.\n")
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -138,11 +151,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="held-out digits evaluated (DDIM-50) during the from-scratch run (default: 64)")
     parser.add_argument("--unconditional", type=int, default=100,
                         help="unconditional samples judged by the digit classifier (default: 100)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="default: auto (see tinydiff.device)")
+    device_options(parser)
     parser.add_argument("--skip-from-scratch", action="store_true", help="skip the from-scratch training run")
     args = parser.parse_args(argv)
 
+    device = str(resolve_device(args.device))  # checked before any work: a bad setting costs nothing
+    resolve_precision(args.precision, torch.device(device))
     quick = args.quick
     heldout, _ = load_mnist("heldout", root=args.data_root)
     n_ddim10 = min(args.ddim10_digits or len(heldout), len(heldout))
@@ -151,7 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     n_eval = max(n_ddim10, n_ddim50, n_ddpm, n_curve)
     digits = heldout[:n_eval]
     truth = writing_videos(digits.numpy())
-    device = str(resolve_device(args.device))
     pipe = pretrained("writer", device=device, precision=args.precision)
     rows = []
 
@@ -210,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if curve:
         lines += ["Training curve of the from-scratch run (step, training minutes, frame IoU):", "",
                   ", ".join(f"({s}, {m:.1f}, {i:.3f})" for s, m, i in curve), ""]
-    report = "\n".join(lines)
+    report = "\n".join(lines) + "\n" + gpu_section(Path(args.out))
     Path(args.out).write_text(report)
     print(report)
     return 0

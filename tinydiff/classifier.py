@@ -60,6 +60,7 @@ def train_classifier(root=None, epochs: int = 3, batch_size: int = 64, lr: float
                      seed: int = 0) -> ClassifierResult:
     """Train on the binarised MNIST training split (with ±2 px shifts); report the accuracy on the
     held-out digits (official test digits 7000-7999, in no training file)."""
+    test_images, test_labels = load_mnist("heldout", root=root)  # first: a copy without them fails at once
     torch.manual_seed(seed)
     images, labels = load_mnist("train", root=root)
     x = (images > 127).float()[:, None]  # (N, 1, 28, 28) in {0, 1}
@@ -75,7 +76,6 @@ def train_classifier(root=None, epochs: int = 3, batch_size: int = 64, lr: float
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    test_images, test_labels = load_mnist("heldout", root=root)
     accuracy = (model.predict((test_images > 127).float()) == test_labels).float().mean().item()
     return ClassifierResult(model.eval(), accuracy)
 

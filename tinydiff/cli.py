@@ -33,16 +33,19 @@ def _generate(args) -> None:
     from .metrics import frame_iou
     from .viz import check_output, save_video
 
+    from .data import HELDOUT
+
     out = Path(args.output)
     if out.suffix != ".npy":
         check_output(out)
+    if args.heldout_digits is not None and not 1 <= args.heldout_digits <= len(HELDOUT):
+        raise InputError(f"--heldout-digits must be 1..{len(HELDOUT)}, got {args.heldout_digits}")
+    if args.n < 1:
+        raise InputError(f"-n must be a positive number of videos, got {args.n}")
     pipe = _pipeline(args)
     options = dict(steps=args.steps, sampler=args.sampler, seed=args.seed, progress=not args.quiet)
-    if args.heldout_digits:
-        digits, _ = load_mnist("heldout", root=args.data_root)
-        if not 1 <= args.heldout_digits <= len(digits):
-            raise InputError(f"--heldout-digits must be 1..{len(digits)}, got {args.heldout_digits}")
-        digits = digits[:args.heldout_digits]
+    if args.heldout_digits is not None:
+        digits = load_mnist("heldout", root=args.data_root)[0][:args.heldout_digits]
         videos = pipe.animate(digits, guidance=args.guidance, **options)
         iou = frame_iou(videos, writing_videos(digits.numpy())).mean().item()
         print(f"animated {len(digits)} held-out digits; mean frame IoU against the true videos: {iou:.3f}")
@@ -134,12 +137,13 @@ def _sampling_options() -> argparse.ArgumentParser:
     shared.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     shared.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
     shared.add_argument("--seed", type=int, default=0)
-    _device_options(shared)
+    device_options(shared)
     shared.add_argument("--quiet", action="store_true", help="no progress bar")
     return shared
 
 
-def _device_options(parser: argparse.ArgumentParser) -> None:
+def device_options(parser: argparse.ArgumentParser) -> None:
+    """--device and --precision, as every command that runs a model declares them."""
     from .device import PRECISIONS
 
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto, CUDA if available)")
@@ -171,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default: 250)")
     p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else ~/.cache/tinydiff/data)")
     p.add_argument("--train-limit", type=int, help="use only the first N training digits")
-    _device_options(p)
+    device_options(p)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint.pt exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -179,9 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF", parents=[sampling],
                        description="Generate writing videos: unconditional (-n) or animating held-out MNIST digits.")
-    p.add_argument("-n", type=int, default=16, help="number of unconditional videos (default: 16)")
-    p.add_argument("--heldout-digits", type=int, metavar="K",
-                   help="animate the first K held-out MNIST digits (official test digits 7000-7999) instead")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("-n", type=int, default=16, help="number of unconditional videos (default: 16)")
+    what.add_argument("--heldout-digits", type=int, metavar="K",
+                      help="animate the first K held-out MNIST digits (official test digits 7000-7999) instead")
     p.add_argument("--data-root", help="MNIST root for --heldout-digits")
     p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
     p.set_defaults(run=_generate)
@@ -217,12 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["bench"]:  # argparse's REMAINDER would refuse the benchmark's own --options
-        from .bench import main as bench_main
-
-        return bench_main(argv[1:])
-    args = build_parser().parse_args(argv)
     try:
+        if argv[:1] == ["bench"]:  # argparse's REMAINDER would refuse the benchmark's own --options
+            from .bench import main as bench_main
+
+            return bench_main(argv[1:])
+        args = build_parser().parse_args(argv)
         args.run(args)
     except TinydiffError as error:
         print(f"tinydiff: error: {error}", file=sys.stderr)

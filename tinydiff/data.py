@@ -220,7 +220,7 @@ class WritingVideos(torch.utils.data.Dataset):
 
     def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Videos (B, 1, T, 28, 28) and conditions (B, 1, 28, 28), both in {-1, 1} float32 on `device`."""
-        ink = self.ink[index].to(device, non_blocking=True)
+        ink = self.ink[index.to(self.ink.device)].to(device)
         videos = ink.float().mul_(2).sub_(1).unsqueeze(1)
         return videos, videos[:, :, -1]
 

@@ -8,8 +8,9 @@ norms' statistics, the attention softmax, the loss and the sampler's arithmetic 
 GPU is true fp32 (TF32 is switched off while the model runs).
 
 What holds in which precision (tested in tests/test_device.py and, on a GPU, tests/test_cuda.py):
-- same seed, same videos: in every precision, on one machine (the sampler's noise comes from a CPU
-  generator, so a CPU and a GPU draw the same noise; their videos agree to within float error);
+- same seed, same videos: in every precision, on one machine. The sampler's noise comes from a CPU
+  generator, so a CPU and a GPU start from the same noise: in fp32 their videos agree to within float
+  error; in bf16 or fp16 they differ by a few pixels (BENCHMARKS.md);
 - exact resume (a run stopped and resumed equals the run that never stopped, bit for bit): fp32 on
   a CPU; on a GPU the resumed run draws the same data, timesteps and noise, but CUDA's backward
   kernels add in a varying order, so the weights agree to within float error, in any precision.
@@ -50,10 +51,15 @@ def native_bf16(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) >= (8, 0)
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """The precision to run in on `device`: "fp32", "bf16" or "fp16" (see the module's docstring)."""
+def check_precision(name: str) -> None:
+    """Refuse a precision name that is not one of PRECISIONS."""
     if name not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {name!r}")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """The precision to run in on `device`: "fp32", "bf16" or "fp16" (see the module's docstring)."""
+    check_precision(name)
     if name == "auto":
         if device.type != "cuda":
             return "fp32"
@@ -83,9 +89,18 @@ def no_tf32(device: torch.device):
     if device.type != "cuda":
         yield
         return
-    matmul, convolution = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    # torch >= 2.9 has per-backend fp32_precision; reading the older allow_tf32 flags after a user has
+    # set the new ones raises, so the new ones are used where they exist.
+    new = (torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None))
+    if all(hasattr(switch, "fp32_precision") for switch in new):
+        switches, name, off = new, "fp32_precision", "ieee"
+    else:
+        switches, name, off = (torch.backends.cuda.matmul, torch.backends.cudnn), "allow_tf32", False
+    saved = [getattr(switch, name) for switch in switches]
+    for switch in switches:
+        setattr(switch, name, off)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, convolution
+        for switch, value in zip(switches, saved):
+            setattr(switch, name, value)

@@ -178,7 +178,7 @@ def guided(model, condition: torch.Tensor | None, guidance: float = 1.0) -> Deno
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)]))
-        cond, uncond = both.chunk(2)
+        cond, uncond = both.float().chunk(2)  # the guidance sum in fp32 also under half-precision autocast
         return uncond + guidance * (cond - uncond)
 
     return denoise

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import WritingVideos
-from .device import PRECISIONS, autocast, no_tf32, resolve_device, resolve_precision
+from .device import autocast, check_precision, no_tf32, resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, TrainingError
 from .model import ModelConfig, VideoUNet
 from .schedule import NoiseSchedule
@@ -69,8 +69,7 @@ class TrainConfig:
         for name in ("cond_drop", "ema_decay", "min_lr_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}; got {self.precision!r}")
+        check_precision(self.precision)
         if self.loss_weighting not in ("uniform", "min-snr"):
             raise ConfigError(f"loss_weighting must be 'uniform' or 'min-snr', got {self.loss_weighting!r}")
 
@@ -164,8 +163,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     that step (checkpointed, the learning-rate schedule still planned for `cfg.steps`), so a run can
     be trained in chunks and evaluated in between.
     """
-    rank, world, device = _distributed(resolve_device(cfg.device))
-    precision = resolve_precision(cfg.precision, device)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)  # before any process group: a refusal leaves none
+    rank, world, device = _distributed(device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     schedule = NoiseSchedule(model_cfg.schedule, model_cfg.num_timesteps)
@@ -192,10 +192,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         optimizer.load_state_dict(state["optimizer"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        saved = state.get("precision", "fp32")
-        if saved != precision:
+        saved = state.get("precision")  # recorded since tinydiff 0.2
+        if saved is not None and saved != precision:
             warnings.warn(f"{path} was trained in {saved} and continues in {precision}: the run goes on, but "
-                          f"not as it would have without the stop (pass precision={saved!r} for that)", stacklevel=2)
+                          f"not as it would have without the stop (set the precision to {saved} for that)",
+                          stacklevel=2)
         step, losses, elapsed = state["step"], list(state["losses"]), state["elapsed_s"]
         torch.set_rng_state(state["rng"])
 
@@ -230,11 +231,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
             epoch, position = divmod(step, per_epoch)
             if epoch != order_epoch:
                 sampler.set_epoch(epoch)
-                order, order_epoch = torch.tensor(list(sampler)), epoch
+                order, order_epoch = torch.tensor(list(sampler)).to(dataset.ink.device), epoch
             index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
             x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
 
-            # Drawn on the training device (no host-to-device copies), in the same order on every device.
+            # Drawn on the training device (no host-to-device copies). A CPU and a GPU generator draw
+            # different numbers for one seed; on one device, a step's draws depend on (seed, step, rank) only.
             g = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
             t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g, device=device)
             noise = torch.randn(x0.shape, generator=g, device=device)
@@ -246,7 +248,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
                 output = net(x_t, t, condition * keep)
             per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
             loss = (loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t) * per_sample).mean()
-            logged = _global_loss(loss, world)  # the step's one host sync
+            logged = _global_loss(loss, world)  # a host sync (fp16's scaler.step adds another)
             if not math.isfinite(logged):
                 # The weights that gave this loss were updated by finite steps only: keep them if they are sound.
                 if all(torch.isfinite(p).all() for p in model.parameters()):

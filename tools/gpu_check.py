@@ -95,6 +95,7 @@ class Context:
     precision: str  # what "auto" resolves to on `device`
     started: float = field(default_factory=time.monotonic)
     section_end: float = 0.0  # monotonic time at which the running section's box closes
+    failures: list[str] = field(default_factory=list)  # what failed: the run's exit code is 1 if any
     _digits: dict = field(default_factory=dict)
 
     @property
@@ -159,6 +160,7 @@ def run_section(ctx: Context, name: str, box: float, fn) -> None:
         traceback.print_exc()
         sys.stdout.flush()
         ctx.report.add(name, "FAILED", first_line(error))
+        ctx.failures.append(name)
     ctx.report.add(name, "section wall time", f"{time.monotonic() - started:.0f} s")
 
 
@@ -185,7 +187,7 @@ def section_machine(ctx: Context) -> None:
                    f"{torch.cuda.device_count()} GPU(s) visible")
         add("compute capability", "%d.%d" % torch.cuda.get_device_capability(ctx.device))
         add("cuDNN", torch.backends.cudnn.version())
-        add("TF32 in fp32 (cuDNN convolutions / matmuls)",
+        add("torch's global TF32 switches, cuDNN / matmuls (tinydiff's fp32 turns them off)",
             f"{torch.backends.cudnn.allow_tf32} / {torch.backends.cuda.matmul.allow_tf32}")
     else:
         add("GPU", "none: torch sees no CUDA GPU" + (" (smoke run on the CPU)" if ctx.smoke else ""))
@@ -285,16 +287,6 @@ def section_sample(ctx: Context) -> None:
 # -- CPU vs CUDA agreement -------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def tf32_off():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 def section_agree(ctx: Context) -> None:
     from tinydiff import pretrained
     from tinydiff.data import writing_videos
@@ -305,17 +297,14 @@ def section_agree(ctx: Context) -> None:
     truth = writing_videos(digits)
     starts = range(0, n, chunk)
 
-    def animate(device, precision, first: int, context=contextlib.nullcontext):
+    def animate(device, precision, first: int):
         pipe = pretrained("writer", device=device, precision=precision)
-        with context():
-            return [pipe.animate(digits[i:i + chunk], steps=steps, seed=i) for i in starts[first:]]
+        return [pipe.animate(digits[i:i + chunk], steps=steps, seed=i) for i in starts[first:]]
 
     # The GPU's variants first (seconds), then the CPU chunk by chunk while the box allows.
     variants = {}
     if ctx.cuda:
-        variants[f"CUDA fp32 (TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'}: torch's default)"] = \
-            animate(ctx.device, "fp32", 0)
-        variants["CUDA fp32, TF32 off"] = animate(ctx.device, "fp32", 0, tf32_off)
+        variants["CUDA fp32 (TF32 off: tinydiff.device)"] = animate(ctx.device, "fp32", 0)
         variants[f"CUDA {ctx.precision}"] = animate(ctx.device, ctx.precision, 0)
     else:  # smoke run: the CPU against itself, to exercise the code
         variants["CPU again (smoke run)"] = animate("cpu", "fp32", 0)
@@ -444,6 +433,8 @@ def section_tests(ctx: Context) -> None:
                                      (f"unit tests, GPU visible ({workers or 'no'} xdist workers)", cpu_log, jobs[1])):
         summary, failed, skipped = pytest_summary(log)
         ctx.report.add("tests", label, f"{summary} (exit code {process.returncode})")
+        if process.returncode not in (0, None):
+            ctx.failures.append(label)
         where = re.findall(r"^(\S+\.py:\d+): KeyboardInterrupt", log.read_text(errors="replace"), re.MULTILINE)
         if where:
             ctx.report.add("tests", f"  {label.split(' ')[0]} stopped by the time box in", where[-1])
@@ -647,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     ctx.report.header.append(f"Finished in {total:.0f} s.")
     ctx.report.write()
     print(f"\ngpu_check: done in {total:.0f} s; summary: {out / 'gpu_check.md'}", flush=True)
+    if ctx.failures:
+        print(f"gpu_check: FAILED: {', '.join(ctx.failures)}", flush=True)
+        return 1
     return 0
 
 

@@ -129,3 +129,17 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path):
     save_checkpoint({"x": torch.zeros(3)}, tmp_path / "c.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     assert load_checkpoint(tmp_path / "c.pt")["x"].sum() == 0
+
+
+def test_every_sampler_runs_through_the_pipeline(pipe):
+    """DPM-Solver++(2M) and DDIM take `steps`; both are deterministic for a seed; DDPM takes all T."""
+    from tinydiff.sampling import SAMPLERS
+
+    digits = (torch.rand(2, 28, 28) * 255).to(torch.uint8)
+    for sampler in SAMPLERS:
+        steps = 3 if sampler != "ddpm" else 50
+        first = pipe.animate(digits, steps=steps, sampler=sampler, seed=1)
+        assert first.shape == (2, 15, 28, 28) and torch.isfinite(first).all(), sampler
+        if sampler != "ddpm":
+            assert len(list(pipe.steps(digits=digits, steps=steps, sampler=sampler, seed=1))) == steps
+            assert torch.equal(first, pipe.animate(digits, steps=steps, sampler=sampler, seed=1)), sampler

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from tinydiff import ConfigError, NoiseSchedule
-from tinydiff.sampling import ddim_sample, ddim_step, ddpm_sample, ddpm_step, guided, sample_steps, timesteps
+from tinydiff.sampling import (ddim_sample, ddim_step, ddpm_sample, ddpm_step, dpmpp_2m_step, guided, sample_steps,
+                               timesteps)
 
 DIFFUSERS_PREDICTION = {"eps": "epsilon", "v": "v_prediction", "x0": "sample"}
 
@@ -198,3 +199,90 @@ def test_classifier_free_guidance_convention():
     torch.testing.assert_close(guided(model, condition, 0.0)(x, t), uncond)
     torch.testing.assert_close(guided(model, condition, 3.0)(x, t), uncond + 3.0 * (cond - uncond))
     torch.testing.assert_close(guided(model, None, 3.0)(x, t), uncond)
+
+
+def output_for(prediction: str, schedule: NoiseSchedule, x: torch.Tensor, t: int, x0: torch.Tensor) -> torch.Tensor:
+    """The network output of each prediction type that means `x0` at (x, t): eps, v or x0 itself, in
+    float64, so that every type drives the same trajectory (x0 in [-1, 1] keeps float32 error small)."""
+    ab = schedule.alphas_cumprod[t]
+    eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+    return {"x0": x0, "eps": eps, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[prediction]
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 20, 50])
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+def test_dpmpp_2m_matches_diffusers(prediction, steps):
+    """Step by step against diffusers' DPMSolverMultistepScheduler (dpmsolver++, order 2, trailing
+    timesteps, last step to sigma = 0) fed the same network outputs. Not for eps: diffusers keeps its
+    tables in float32, and at t = 999 of the cosine schedule x0 = (x - sqrt(1 - ab) eps) / sqrt(ab)
+    divides float32's error in sqrt(1 - ab) by sqrt(ab) = 5e-5, about 1e-3 in x0; the next test ties eps
+    to the other two in float64 instead."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    ref = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2",
+                                      algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing",
+                                      final_sigmas_type="zero", prediction_type=DIFFUSERS_PREDICTION[prediction])
+    ref.set_timesteps(steps)
+    visited = timesteps(1000, steps)
+    assert ref.timesteps.tolist() == visited
+    s = NoiseSchedule("cosine")
+    g = torch.Generator().manual_seed(steps)
+    x = torch.randn(2, 1, 3, 4, 4, generator=g, dtype=torch.float64)
+    expected, earlier = x.clone(), None
+    for i, t_value in enumerate(visited):
+        x0 = torch.rand(x.shape, generator=g, dtype=torch.float64) * 2 - 1
+        expected = ref.step(output_for(prediction, s, expected, t_value, x0), t_value, expected).prev_sample
+        last = i == steps - 1
+        t = torch.full((2,), t_value)
+        pred_x0, _ = s.split_prediction(prediction, output_for(prediction, s, x, t_value, x0), x, t)
+        x = dpmpp_2m_step(s, x, t, torch.full((2,), -1 if last else visited[i + 1]), pred_x0,
+                          None if last else earlier)
+        earlier = (pred_x0, t)
+        torch.testing.assert_close(x, expected.double(), rtol=1e-4, atol=5e-5)
+
+
+def test_dpmpp_2m_first_order_is_ddim():
+    """Without an earlier prediction the DPM-Solver++ step is DDIM's deterministic step (eta = 0)."""
+    s = NoiseSchedule("cosine")
+    x, x0 = torch.randn(3, 1, 2, 4, 4, dtype=torch.float64), torch.rand(3, 1, 2, 4, 4, dtype=torch.float64)
+    t, t_prev = torch.tensor([900, 500, 40]), torch.tensor([700, 200, -1])
+    eps = s.eps_from_x0(x0, x, t)
+    torch.testing.assert_close(dpmpp_2m_step(s, x, t, t_prev, x0, None),
+                               ddim_step(s, x, t, t_prev, x0, eps, 0.0, torch.zeros_like(x)))
+
+
+def test_dpmpp_2m_is_exact_when_the_prediction_is():
+    """A denoiser that knows x0 (the data is one point) takes every sampler there in any number of steps."""
+    s = NoiseSchedule("cosine")
+    target = torch.linspace(-1, 1, 2 * 15 * 28 * 28).reshape(2, 1, 15, 28, 28)
+
+    def oracle(x, t):
+        return target.expand_as(x)
+
+    for steps in (1, 3, 10):
+        out = sample_steps(oracle, s, "x0", (2, 1, 15, 28, 28), sampler="dpm++2m", steps=steps,
+                           generator=torch.Generator().manual_seed(0))
+        torch.testing.assert_close(list(out)[-1].x_prev, target)
+
+
+@pytest.mark.parametrize("steps", [2, 5, 20])
+def test_dpmpp_2m_prediction_types_agree(steps):
+    """Outputs of the three types that mean the same x0 take the same DPM-Solver++ path (float64)."""
+    s = NoiseSchedule("cosine")
+    visited = timesteps(1000, steps)
+    g = torch.Generator().manual_seed(0)
+    start = torch.randn(2, 1, 3, 4, 4, generator=g, dtype=torch.float64)
+    x0s = [torch.rand(start.shape, generator=g, dtype=torch.float64) * 2 - 1 for _ in visited]
+    paths = {}
+    for prediction in ("eps", "v", "x0"):
+        x, earlier = start, None
+        for i, (t_value, x0) in enumerate(zip(visited, x0s)):
+            last = i == steps - 1
+            t = torch.full((2,), t_value)
+            pred_x0, _ = s.split_prediction(prediction, output_for(prediction, s, x, t_value, x0), x, t)
+            x = dpmpp_2m_step(s, x, t, torch.full((2,), -1 if last else visited[i + 1]), pred_x0,
+                              None if last else earlier)
+            earlier = (pred_x0, t)
+        paths[prediction] = x
+    torch.testing.assert_close(paths["eps"], paths["x0"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(paths["v"], paths["x0"], rtol=0, atol=1e-9)

@@ -1,7 +1,7 @@
 """tinydiff: diffusion models that write MNIST digits as tiny videos.
 
 Modules, one concept each: `data` (digits to writing videos), `schedule` (the noise schedule),
-`model` (the dual-branch 3D U-Net), `sampling` (DDPM and DDIM), `train`, `checkpoint`, `metrics`,
+`model` (the dual-branch 3D U-Net), `sampling` (DDPM, DDIM, DPM-Solver++), `train`, `checkpoint`, `metrics`,
 `viz`, `drawing` (your own drawing as a digit), `pipeline`, `cli`. Importing the package does no
 work: no data, models or training.
 """

@@ -133,7 +133,7 @@ def _sampling_options() -> argparse.ArgumentParser:
     source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
     source.add_argument("--pretrained", default="writer",
                         help=f"a model shipped with the package: {', '.join(PRETRAINED)} (default: writer)")
-    shared.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    shared.add_argument("--steps", type=int, default=50, help="DDIM or DPM-Solver++ steps; DDPM takes all (default: 50)")
     shared.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     shared.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
     shared.add_argument("--seed", type=int, default=0)

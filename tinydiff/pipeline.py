@@ -85,7 +85,7 @@ class Pipeline:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InputError(f"n must be a positive integer, got {n!r}")
         return sample_steps(self._denoiser(condition, guidance), self.schedule, self.cfg.prediction,
-                            self._shape(n), sampler=sampler, steps=steps if sampler == "ddim" else None,
+                            self._shape(n), sampler=sampler, steps=None if sampler == "ddpm" else steps,
                             eta=eta, generator=_generator(seed), device=self.device, progress=progress)
 
     def _run(self, **kwargs) -> torch.Tensor:
@@ -101,7 +101,7 @@ class Pipeline:
         Args:
             digits: (N, 28, 28) uint8 (or a single (28, 28)) MNIST-style digits, white ink on black.
             steps: DDIM steps (DDPM always takes all T).
-            sampler: "ddim" or "ddpm".
+            sampler: "ddim", "dpm++2m" (DPM-Solver++(2M)) or "ddpm".
             seed: seed for reproducible videos.
             guidance: classifier-free guidance scale; 1 = conditional model, 0 = unconditional.
         Returns:

@@ -1,4 +1,4 @@
-"""Samplers: DDPM ancestral sampling and DDIM, one loop that exposes every step.
+"""Samplers: DDPM ancestral sampling, DDIM and DPM-Solver++(2M), one loop that exposes every step.
 
 Both samplers share one signature (as in k-diffusion): a `denoise(x_t, t) -> model_output` function, a
 `NoiseSchedule`, the prediction type and the shape. `sample_steps` yields a `SamplerStep` per step, so
@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .errors import ConfigError
 from .schedule import NoiseSchedule
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm++2m")
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -78,6 +78,29 @@ def ddim_step(schedule: NoiseSchedule, x_t, t: torch.Tensor, t_prev: torch.Tenso
             + sigma.to(x_t.dtype) * noise)
 
 
+def dpmpp_2m_step(schedule: NoiseSchedule, x_t, t: torch.Tensor, t_prev: torch.Tensor, pred_x0,
+                  earlier: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+    """DPM-Solver++(2M) step from t to t_prev (Lu et al. 2022, algorithm 2); t_prev = -1 means x_0.
+
+    With lambda = log(sqrt(ab) / sqrt(1 - ab)) and h = lambda(t_prev) - lambda(t):
+    x_prev = sqrt(1 - ab_prev) / sqrt(1 - ab_t) x_t - sqrt(ab_prev) (e^-h - 1) D, where D = x0_hat for a
+    first-order step (DDIM's), and D = (1 + 1/2r) x0_hat - 1/2r x0_hat_earlier with r = h_earlier / h
+    for a second-order one. `earlier` is (x0_hat, timestep (B,)) of the previous, noisier step, or None
+    for a first-order step: the first, and the last, to x_0 (lambda = inf there, and the step returns
+    x0_hat exactly).
+    """
+    sa_t, sb_t = schedule.scales(t, x_t, torch.float64)
+    sa_prev, sb_prev = schedule.scales(t_prev, x_t, torch.float64)
+    lam_t, lam_prev = (sa_t / sb_t).log(), (sa_prev / sb_prev).log()
+    h = lam_prev - lam_t
+    data = pred_x0
+    if earlier is not None:
+        sa_e, sb_e = schedule.scales(earlier[1], x_t, torch.float64)
+        half_inverse_r = (h / (lam_t - (sa_e / sb_e).log()) / 2).to(x_t.dtype)  # 1 / 2r
+        data = (1 + half_inverse_r) * pred_x0 - half_inverse_r * earlier[0]
+    return (sb_prev / sb_t).to(x_t.dtype) * x_t - (sa_prev * torch.expm1(-h)).to(x_t.dtype) * data
+
+
 def sample_steps(
     denoise: Denoiser,
     schedule: NoiseSchedule,
@@ -99,9 +122,9 @@ def sample_steps(
         schedule: the noise schedule the network was trained with.
         prediction: "eps", "v" or "x0".
         shape: (B, C, T, H, W) of the samples.
-        sampler: "ddpm" (all T steps) or "ddim".
-        steps: number of DDIM steps (default 50); DDPM always takes all T steps.
-        eta: DDIM stochasticity in [0, 1].
+        sampler: "ddpm" (all T steps), "ddim" or "dpm++2m" (DPM-Solver++(2M), deterministic).
+        steps: number of DDIM / DPM-Solver steps (default 50); DDPM always takes all T steps.
+        eta: DDIM stochasticity in [0, 1] (DDIM only).
         generator: CPU generator for x_T and the per-step noise (reproducible across devices).
         x_T: start from this noise instead of drawing it.
         clip_x0: clip the predicted x_0 to [-1, 1] (the data range) before stepping.
@@ -123,6 +146,7 @@ def sample_steps(
         return torch.randn(shape, generator=generator).to(device)
 
     x = randn() if x_T is None else x_T.to(device)
+    earlier = None  # DPM-Solver++(2M)'s x0_hat and timestep of the step before
     for i, t_value in enumerate(tqdm(visited, desc=sampler.upper(), disable=not progress, leave=False)):
         t = torch.full((shape[0],), t_value, dtype=torch.long, device=device)
         with torch.no_grad():
@@ -132,12 +156,16 @@ def sample_steps(
             pred_x0 = pred_x0.clamp(-1, 1)
             pred_eps = schedule.eps_from_x0(pred_x0, x, t)
         last = i == len(visited) - 1
-        noise = torch.zeros_like(x) if last or (sampler == "ddim" and eta == 0) else randn()
-        if sampler == "ddpm":
-            x_prev = ddpm_step(schedule, x, t, pred_x0, noise)
+        t_prev = torch.full_like(t, -1 if last else visited[i + 1])
+        if sampler == "dpm++2m":
+            x_prev = dpmpp_2m_step(schedule, x, t, t_prev, pred_x0, None if last else earlier)
+            earlier = (pred_x0, t)
         else:
-            t_prev = torch.full_like(t, -1 if last else visited[i + 1])
-            x_prev = ddim_step(schedule, x, t, t_prev, pred_x0, pred_eps, eta, noise)
+            noise = torch.zeros_like(x) if last or (sampler == "ddim" and eta == 0) else randn()
+            if sampler == "ddpm":
+                x_prev = ddpm_step(schedule, x, t, pred_x0, noise)
+            else:
+                x_prev = ddim_step(schedule, x, t, t_prev, pred_x0, pred_eps, eta, noise)
         yield SamplerStep(i, t_value, x, pred_x0, x_prev)
         x = x_prev
 

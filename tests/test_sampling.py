@@ -209,6 +209,19 @@ def output_for(prediction: str, schedule: NoiseSchedule, x: torch.Tensor, t: int
     return {"x0": x0, "eps": eps, "v": ab.sqrt() * eps - (1 - ab).sqrt() * x0}[prediction]
 
 
+def dpm_path(schedule: NoiseSchedule, prediction: str, start: torch.Tensor, visited: list[int], x0s: list):
+    """The samples after each DPM-Solver++(2M) step from `start`, the network meaning x0s[i] at step i."""
+    x, earlier = start, None
+    for i, (t_value, x0) in enumerate(zip(visited, x0s)):
+        last = i == len(visited) - 1
+        t = torch.full((x.shape[0],), t_value)
+        pred_x0, _ = schedule.split_prediction(prediction, output_for(prediction, schedule, x, t_value, x0), x, t)
+        x = dpmpp_2m_step(schedule, x, t, torch.full_like(t, -1 if last else visited[i + 1]), pred_x0,
+                          None if last else earlier)
+        earlier = (pred_x0, t)
+        yield x
+
+
 @pytest.mark.parametrize("steps", [1, 2, 5, 20, 50])
 @pytest.mark.parametrize("prediction", ["v", "x0"])
 def test_dpmpp_2m_matches_diffusers(prediction, steps):
@@ -227,17 +240,10 @@ def test_dpmpp_2m_matches_diffusers(prediction, steps):
     assert ref.timesteps.tolist() == visited
     s = NoiseSchedule("cosine")
     g = torch.Generator().manual_seed(steps)
-    x = torch.randn(2, 1, 3, 4, 4, generator=g, dtype=torch.float64)
-    expected, earlier = x.clone(), None
-    for i, t_value in enumerate(visited):
-        x0 = torch.rand(x.shape, generator=g, dtype=torch.float64) * 2 - 1
+    expected = torch.randn(2, 1, 3, 4, 4, generator=g, dtype=torch.float64)
+    x0s = [torch.rand(expected.shape, generator=g, dtype=torch.float64) * 2 - 1 for _ in visited]
+    for x, t_value, x0 in zip(dpm_path(s, prediction, expected, visited, x0s), visited, x0s):
         expected = ref.step(output_for(prediction, s, expected, t_value, x0), t_value, expected).prev_sample
-        last = i == steps - 1
-        t = torch.full((2,), t_value)
-        pred_x0, _ = s.split_prediction(prediction, output_for(prediction, s, x, t_value, x0), x, t)
-        x = dpmpp_2m_step(s, x, t, torch.full((2,), -1 if last else visited[i + 1]), pred_x0,
-                          None if last else earlier)
-        earlier = (pred_x0, t)
         torch.testing.assert_close(x, expected.double(), rtol=1e-4, atol=5e-5)
 
 
@@ -273,16 +279,6 @@ def test_dpmpp_2m_prediction_types_agree(steps):
     g = torch.Generator().manual_seed(0)
     start = torch.randn(2, 1, 3, 4, 4, generator=g, dtype=torch.float64)
     x0s = [torch.rand(start.shape, generator=g, dtype=torch.float64) * 2 - 1 for _ in visited]
-    paths = {}
-    for prediction in ("eps", "v", "x0"):
-        x, earlier = start, None
-        for i, (t_value, x0) in enumerate(zip(visited, x0s)):
-            last = i == steps - 1
-            t = torch.full((2,), t_value)
-            pred_x0, _ = s.split_prediction(prediction, output_for(prediction, s, x, t_value, x0), x, t)
-            x = dpmpp_2m_step(s, x, t, torch.full((2,), -1 if last else visited[i + 1]), pred_x0,
-                              None if last else earlier)
-            earlier = (pred_x0, t)
-        paths[prediction] = x
+    paths = {prediction: list(dpm_path(s, prediction, start, visited, x0s))[-1] for prediction in ("eps", "v", "x0")}
     torch.testing.assert_close(paths["eps"], paths["x0"], rtol=0, atol=1e-6)
     torch.testing.assert_close(paths["v"], paths["x0"], rtol=0, atol=1e-9)

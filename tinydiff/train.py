@@ -203,8 +203,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     dataset = WritingVideos("train", root=cfg.data_root, limit=cfg.train_limit, frames=model_cfg.frames)
     if len(dataset) < cfg.batch_size * world:
         raise ConfigError(f"{len(dataset)} training videos cannot fill a batch of {cfg.batch_size} x {world}")
-    if device.type == "cuda":  # the uint8 videos fit on any GPU (705 MB for full MNIST): no copy per step
-        dataset.ink = dataset.ink.to(device)
+    if device.type == "cuda":
+        dataset.to(device)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     per_epoch = len(sampler) // cfg.batch_size
     net = model

@@ -205,33 +205,25 @@ def section_machine(ctx: Context) -> None:
 
 # -- training throughput ---------------------------------------------------------------------------
 
-WARM_STEPS = 3
-
-
 def throughput(ctx: Context, name: str, batch: int, steps: int, precision: str, workdir: Path):
-    """Videos/s of a preset through tinydiff.train (steps after WARM_STEPS warm-up steps), peak MiB, last loss.
+    """Videos/s of a preset through tinydiff.train (bench.training_throughput: steps after 3 warm-up
+    steps), peak MiB, last loss.
 
     The rate comes from the checkpoint's elapsed_s, summed per step in the loop: each step reads its loss
     (one host sync), which waits for the previous step's backward and optimiser, so in steady state the
     sum over the timed steps is their GPU time.
     """
+    from tinydiff.bench import training_throughput
     from tinydiff.checkpoint import load_checkpoint
-    from tinydiff.model import preset
-    from tinydiff.train import TrainConfig, train
 
-    out = workdir / f"{name}-{batch}-{precision}"
-    cfg = TrainConfig(out_dir=str(out), steps=WARM_STEPS + steps, batch_size=batch, data_root=ctx.args.data_root,
-                      checkpoint_every=10**9, train_limit=min(batch * (WARM_STEPS + steps), 4096),
-                      device=str(ctx.device), precision=precision)
+    out = workdir / f"{batch}-{precision}"
     if ctx.cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
-    train(preset(name), cfg, progress=False, until=WARM_STEPS)
-    warm = load_checkpoint(out / "checkpoint.pt")["elapsed_s"]
-    result = train(preset(name), cfg, progress=False)
-    state = load_checkpoint(out / "checkpoint.pt")
+    rate = training_throughput(name, out, ctx.args.data_root, batch, steps, str(ctx.device), precision)
+    state = load_checkpoint(out / name / "checkpoint.pt")
     peak = torch.cuda.max_memory_allocated(ctx.device) / 2**20 if ctx.cuda else float("nan")
     assert state["precision"] == precision, (state["precision"], precision)
-    return batch * steps / (state["elapsed_s"] - warm), peak, result.losses[-1]
+    return rate, peak, state["losses"][-1]
 
 
 def section_train(ctx: Context) -> None:
@@ -251,7 +243,7 @@ def section_train(ctx: Context) -> None:
             rates[name, batch, precision] = rate
             memory = f", peak {peak:.0f} MiB" if ctx.cuda else ""
             ctx.report.add("train", f"videos/s, {name} preset, batch {batch}, {precision}",
-                           f"{rate:.1f} ({steps[batch]} timed steps after {WARM_STEPS}; last loss {loss:.4f}{memory}; "
+                           f"{rate:.1f} ({steps[batch]} timed steps after 3; last loss {loss:.4f}{memory}; "
                            f"{time.monotonic() - started:.0f} s with set-up)")
     p = ctx.precision
     if ("default", small, p) in rates and ("original", small, p) in rates:

@@ -92,3 +92,12 @@ def test_frame_slider_and_player_tile_videos_in_columns():
     assert picture.shape == (1 + 28 + 1, 1 + 4 * 29)  # one row of four videos, one-pixel borders
     assert picture[1:29, 30:58].min() == 255 and picture[1:29, 1:29].max() == 0
     assert video_player(videos, columns=2).data.count("data:image/png;base64") == 15
+
+
+def test_frame_slider_shows_grey_levels():
+    """A frame of grey 0.5 shows as mid-grey (uint8 frames read as [0, 1] made every non-black pixel white)."""
+    from tinydiff.widgets import frame_slider
+
+    videos = torch.full((1, 15, 28, 28), 0.5)
+    picture = np.array(Image.open(io.BytesIO(frame_slider(videos, scale=1).children[2].value)))
+    assert abs(int(picture[14, 14]) - 128) <= 1

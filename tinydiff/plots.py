@@ -151,17 +151,18 @@ def show_preprocessing(sources, names=None):
 
 def video_frames(videos, columns: int | None = None):
     """Several videos (N, T, H, W) in [0, 1] tiled `columns` wide (default: as square as possible):
-    one picture per frame, (T, H', W') uint8, and their titles."""
+    one picture per frame, (H', W') in [0, 1] like every picture the players and sliders take, and
+    their titles."""
     from .viz import video_grid
 
-    grid = video_grid(videos, columns=columns)
-    return list(grid), [f"frame {k + 1} of {len(grid)}" for k in range(len(grid))]
+    grid = video_grid(videos, columns=columns)  # (T, H', W') uint8
+    return [frame / 255.0 for frame in grid], [f"frame {k + 1} of {len(grid)}" for k in range(len(grid))]
 
 
 def video_player(videos, fps: float = 4.0, scale: int = 4, columns: int | None = None):
     """A scrubbable player over the frames of several videos at once (see `video_frames`)."""
     pictures, titles = video_frames(videos, columns)
-    return player([p / 255.0 for p in pictures], titles, fps=fps, scale=scale)
+    return player(pictures, titles, fps=fps, scale=scale)
 
 
 def trajectory(steps, every: int = 1, video: int = 0):

@@ -71,7 +71,8 @@ def test_compare_refuses_unclear_requests(tiny_config):
 def test_shipped_ablation_models_share_one_budget(name):
     assert name in SHIPPED
     pipe = pretrained(name, device="cpu")
-    assert pipe.cfg == preset(VARIANTS[name])
+    # The shipped ablation networks predate the label embedding (issue 11 retrains them with the writer's recipe).
+    assert pipe.cfg == preset(VARIANTS[name], labels=False)
     payload = torch.load(pipe_path(name), weights_only=True)
     trained = payload["train_config"]
     assert payload["step"] == BUDGET["steps"]

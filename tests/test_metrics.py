@@ -72,3 +72,202 @@ def test_frame_labels_reads_every_frame_from_the_first_asked():
     assert frame_labels(videos, InkCounter(), first_frame=13).tolist() == [[9, 9]]
     with pytest.raises(InputError, match="first_frame"):
         frame_labels(videos, InkCounter(), first_frame=15)
+
+
+# Measures for videos generated from noise. Everything runs on the CPU.
+CPU = torch.device("cpu")
+
+
+class InkCounterWithProbabilities(InkCounter):
+    """InkCounter that also gives probabilities: 0.6 on the ink count (capped at 9), 0.4/9 on each other digit."""
+
+    def probabilities(self, images):
+        probabilities = torch.full((len(images), 10), 0.4 / 9)
+        probabilities[torch.arange(len(images)), self.predict(images)] = 0.6
+        return probabilities
+
+
+def test_last_frame_judgement_reads_the_binarised_last_frame():
+    from tinydiff.metrics import last_frame_judgement
+
+    videos = torch.zeros(3, 4, 28, 28, device=CPU)
+    videos[0, -1, 0, :2] = 0.9  # two ink pixels in the last frame
+    videos[1, :-1, 0, :5] = 1.0  # ink only before the last frame: the last is empty -> 0
+    videos[2, -1, 0, :4] = 0.4  # grey below 0.5 is no ink -> 0
+    videos[2, -1, 1, :7] = 0.6
+    labels, confidence = last_frame_judgement(videos, InkCounterWithProbabilities())
+    assert labels.tolist() == [2, 0, 7]
+    assert confidence.tolist() == pytest.approx([0.6] * 3)
+
+
+def test_last_frame_judgement_with_a_digit_classifier_matches_a_direct_call():
+    from tinydiff.classifier import DigitClassifier
+    from tinydiff.data import writing_videos
+    from tinydiff.metrics import last_frame_judgement
+
+    from .conftest import synthetic_digits
+
+    torch.manual_seed(0)
+    classifier = DigitClassifier().to(CPU)  # random weights (seeded): the real interface, not the shipped file
+    videos = writing_videos(synthetic_digits(6, seed=3)[0]) * 0.8  # grey ink, still > 0.5
+    probabilities = classifier.probabilities((videos[:, -1] > 0.5).float())
+    labels, confidence = last_frame_judgement(videos, classifier)
+    assert labels.tolist() == probabilities.argmax(dim=1).tolist()
+    assert torch.allclose(confidence, probabilities.amax(dim=1))
+
+
+def test_class_entropy_against_scipy():
+    import numpy as np
+    from scipy.stats import entropy
+
+    from tinydiff.metrics import class_entropy, classes_present
+
+    rng = np.random.default_rng(0)
+    for labels in ([3] * 8, [0, 1] * 4, list(range(10)) * 5, rng.integers(0, 10, 100), rng.integers(2, 5, 37)):
+        labels = torch.as_tensor(np.asarray(labels))
+        counts = np.bincount(labels.numpy(), minlength=10)
+        assert class_entropy(labels) == pytest.approx(entropy(counts))  # scipy normalises, natural log
+        assert classes_present(labels) == (counts > 0).sum()
+    assert class_entropy(torch.tensor([3] * 8)) == 0.0
+    assert class_entropy(torch.arange(10)) == pytest.approx(np.log(10))
+    quarter = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))  # hand-computed, two classes
+    assert class_entropy(torch.tensor([0, 1, 1, 1]), classes=2) == pytest.approx(quarter)
+    none = torch.zeros(0, dtype=torch.long)
+    assert (class_entropy(none), classes_present(none)) == (0.0, 0)
+
+
+def test_class_entropy_refuses_bad_labels():
+    from tinydiff.metrics import class_entropy, classes_present
+
+    with pytest.raises(InputError, match=r"0\.\.9"):
+        class_entropy(torch.tensor([0, 10]))
+    with pytest.raises(InputError, match=r"0\.\.1"):
+        classes_present(torch.tensor([-1, 1]), classes=2)
+    with pytest.raises(InputError, match="1-D"):
+        class_entropy(torch.tensor([0.0, 1.0]))
+    with pytest.raises(InputError, match="1-D"):
+        class_entropy(torch.zeros(2, 3, dtype=torch.long))
+
+
+def test_identity_stability_is_the_share_of_late_frames_agreeing_with_the_last():
+    from tinydiff.metrics import frame_labels, identity_stability
+
+    videos = torch.zeros(3, 15, 28, 28, device=CPU)
+    videos[:, 9:, 0, :3] = 1  # 3 ink pixels in frames 10-15 (1-based) of every video
+    videos[1, 10, 0, 3] = 1  # video 1: frame 11 reads 4 -> 5 of 6 agree with the last
+    videos[2, 14, 0, 3:6] = 1  # video 2: only the last frame reads 6 -> 1 of 6
+    assert identity_stability(videos, InkCounter()).tolist() == pytest.approx([1.0, 5 / 6, 1 / 6])
+    assert identity_stability(videos, InkCounter(), first_frame=11).tolist() == pytest.approx([1.0, 1.0, 1 / 4])
+    labels = frame_labels(videos, InkCounter(), first_frame=5)  # independent: count matches by hand
+    expected = [sum(int(l == row[-1]) for l in row) / len(row) for row in labels.tolist()]
+    assert identity_stability(videos, InkCounter(), first_frame=5).tolist() == pytest.approx(expected)
+    with pytest.raises(InputError, match="first_frame"):
+        identity_stability(videos, InkCounter(), first_frame=15)
+
+
+def test_self_consistency_is_one_for_a_true_writing_video_and_less_when_shuffled():
+    from tinydiff.data import writing_videos
+    from tinydiff.metrics import frame_iou, self_consistency
+
+    from .conftest import synthetic_digits
+
+    digits = synthetic_digits(5, seed=4)[0]
+    truth = writing_videos(digits)  # (5, 15, 28, 28)
+    assert self_consistency(truth).tolist() == [1.0] * 5
+    assert self_consistency(truth * 0.7 + 0.1).tolist() == [1.0] * 5, "grey levels binarise to the same video"
+    order = torch.tensor([3, 0, 7, 1, 12, 5, 9, 2, 11, 4, 13, 6, 10, 8, 14])  # last frame kept in place
+    shuffled = truth[:, order]
+    scores = self_consistency(shuffled)
+    assert (scores < 1).all()
+    assert scores.tolist() == pytest.approx(frame_iou(shuffled, truth).tolist())  # same last frame, same truth
+    with pytest.raises(InputError, match="28x28"):
+        self_consistency(torch.zeros(2, 15, 14, 14))
+    with pytest.raises(InputError, match=r"\(N, T, H, W\)"):
+        self_consistency(torch.zeros(15, 28, 28))
+
+
+def brute_force_nearest_iou(frames, digits):
+    """A double loop over numpy masks: the reference for nearest_training_iou."""
+    import numpy as np
+
+    best = []
+    for frame in frames.numpy() > 0.5:
+        ious = []
+        for digit in digits.numpy() > 127:
+            union = np.logical_or(frame, digit).sum()
+            ious.append(np.logical_and(frame, digit).sum() / union if union else 1.0)
+        best.append(max(ious))
+    return best
+
+
+def test_nearest_training_iou_against_a_double_loop():
+    from tinydiff.metrics import nearest_training_iou
+
+    g = torch.Generator().manual_seed(0)
+    digits = (torch.rand(11, 6, 6, generator=g) > 0.6).to(torch.uint8) * 255  # (M, H, W) uint8
+    digits[4] = 0  # an empty training digit
+    frames = torch.rand(9, 6, 6, generator=g)  # (N, H, W) in [0, 1]
+    frames[0] = digits[7] / 255.0 * 0.8  # exactly a training digit, in grey ink
+    frames[1] = 0.2  # empty: matches the empty training digit
+    expected = brute_force_nearest_iou(frames, digits)
+    iou = nearest_training_iou(frames, digits)
+    assert iou.dtype == torch.float64 and iou.shape == (9,)
+    assert iou.tolist() == pytest.approx(expected, abs=1e-12)
+    assert iou[:2].tolist() == [1.0, 1.0]
+    assert nearest_training_iou(frames, digits, rows_per_chunk=2).tolist() == iou.tolist(), "chunked == whole"
+    assert nearest_training_iou(frames, digits > 127).tolist() == iou.tolist(), "bool digits"
+    assert nearest_training_iou(frames, digits / 255.0).tolist() == iou.tolist(), "digits in [0, 1]"
+
+
+def test_nearest_training_iou_refuses_bad_shapes():
+    from tinydiff.metrics import nearest_training_iou
+
+    digits = torch.zeros(4, 28, 28, dtype=torch.uint8)
+    with pytest.raises(InputError, match=r"videos\[:, -1\]"):
+        nearest_training_iou(torch.zeros(2, 15, 28, 28), digits)
+    with pytest.raises(InputError, match="training_digits"):
+        nearest_training_iou(torch.zeros(2, 28, 28), torch.zeros(4, 14, 14, dtype=torch.uint8))
+    with pytest.raises(InputError, match="training_digits"):
+        nearest_training_iou(torch.zeros(2, 28, 28), digits[:0])
+    assert nearest_training_iou(torch.zeros(0, 28, 28), digits).shape == (0,)
+
+
+class SureOfEvenCounts(InkCounter):
+    """A stand-in classifier: the label is the ink count (capped at 9), with probability 0.95 for an even
+    count and 0.5 for an odd one."""
+
+    def probabilities(self, images):
+        labels = self.predict(images)
+        sure = torch.where(labels % 2 == 0, 0.95, 0.5)
+        probabilities = ((1 - sure) / 9)[:, None].repeat(1, 10)
+        probabilities[torch.arange(len(images)), labels] = sure
+        return probabilities
+
+
+def test_generation_report_by_hand():
+    import math
+
+    from tinydiff.metrics import generation_report
+
+    videos = torch.zeros(4, 15, 28, 28, device=CPU)
+    videos[0, :, 0, :2] = 1  # 2 ink pixels in every frame
+    videos[1, :, 0, :3] = 1  # 3, read with p = 0.5 only
+    videos[2, :, 0, :4] = 1  # 4
+    videos[3, :, 5, :2] = 1  # 2, elsewhere
+    training = torch.zeros(2, 28, 28, dtype=torch.uint8)
+    training[0, 0, :2] = 255  # video 0's last frame exactly
+    training[1, 20, :9] = 255
+    report = generation_report(videos, SureOfEvenCounts(), training)
+    assert report["videos"] == 4 and report["classes"] == 3
+    assert report["confident_share"] == pytest.approx(0.75)  # 2, 4 and 2 read with p >= 0.9
+    assert report["entropy"] == pytest.approx(-(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25)))
+    assert report["memorised_share"] == pytest.approx(0.25)
+    assert report["identity_stability"] == 1.0 and report["vanishing_ink"] == 0.0
+    assert "per_digit" not in report
+    asked = generation_report(videos, SureOfEvenCounts(), training, asked=[2, 3, 5, 1])
+    assert asked["confident_share"] == pytest.approx(0.25)  # only video 0 is read as asked
+    assert asked["per_digit"][2] == 1.0 and asked["per_digit"][3] == 0.0 and asked["per_digit"][5] == 0.0
+    assert math.isnan(asked["per_digit"][0]), "a digit never asked for has no share"
+    for wrong in ([2, 3, 5], [2.0, 3.0, 5.0, 1.0]):
+        with pytest.raises(InputError, match="one integer label per video"):
+            generation_report(videos, SureOfEvenCounts(), training, asked=wrong)

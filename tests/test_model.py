@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinydiff import ConfigError, ModelConfig, VideoUNet, preset
-from tinydiff.model import PRESETS, DualConv, FrameGroupNorm, TemporalAttention, count_parameters, ink_distance
+from tinydiff.model import CLASSES, NO_LABEL, PRESETS, DualConv, FrameGroupNorm, TemporalAttention, count_parameters, ink_distance
 
 
 def randomised(model: VideoUNet) -> VideoUNet:
@@ -70,6 +70,8 @@ def expected_parameters(cfg: ModelConfig) -> Counter:
         linear(emb, emb)  # frame-position embedding
     if cfg.global_context:
         conv(last, last, 1)
+    if cfg.labels:
+        n["Embedding"] += (CLASSES + 1) * emb  # digits 0-9 and "no label"
     planes = 1 + cfg.conditional * (1 + cfg.ink_distance) + 2 * cfg.coord_channels  # x_t, digit, distance, coords
     dual(planes * cfg.patch**2, widths[0])  # stem
     for i, w in enumerate(widths):
@@ -85,7 +87,7 @@ def expected_parameters(cfg: ModelConfig) -> Counter:
 
 # Pinned, so that any change to the architecture or to a preset shows here. Each also equals the sum of
 # expected_parameters, checked below.
-PARAMETERS = {"tiny": 10_720, "default": 592_868, "per-frame": 445_028, "temporal-conv": 542_564,
+PARAMETERS = {"tiny": 10_896, "default": 594_276, "per-frame": 446_436, "temporal-conv": 543_972,
               "original": 1_802_529}
 
 
@@ -107,6 +109,7 @@ def test_tiny_parameter_count_by_hand():
     total = ((16 * 16 + 16) + (16 * 16 + 16)  # timestep MLP on sinusoidal features, 16 -> 16 -> 16
              + (16 * 16 + 16)  # frame-position embedding (FiLM)
              + (8 * 8 + 8)  # global context, a 1x1x1 conv at width 8
+             + 11 * 16  # label embedding: digits 0-9 and "no label"
              + dual_conv_parameters(5 * 4, 4)  # stem: x_t, digit, distance, 2 coordinates, as 2x2 patches
              + block(4, 4) + block(4, 8) + attention  # down
              + block(8, 8) + attention  # middle
@@ -173,7 +176,8 @@ def test_per_frame_ablation_holds_in_training_mode_with_group_norm():
 
 
 def test_temporal_convolution_mixes_neighbouring_frames():
-    model = randomised(VideoUNet(small(temporal_attention=False)))
+    torch.manual_seed(0)
+    model = randomised(VideoUNet(small(temporal_attention=False, labels=False)))
     change = frame_influence(model, t_len=9, frame=4)
     assert torch.all(change > 1e-4), "several stacked (3, 1, 1) kernels reach every frame of 9"
 
@@ -242,6 +246,20 @@ def test_condition_changes_the_output_and_none_means_zeros():
     with torch.no_grad():
         assert not torch.allclose(model(x, t, c), model(x, t, None))
         torch.testing.assert_close(model(x, t, None), model(x, t, torch.zeros_like(c)))
+
+
+def test_label_embedding_none_means_no_label_and_labels_change_the_output():
+    model = randomised(VideoUNet(preset("tiny", labels=True)))
+    x, t, c = inputs()
+    three = torch.full(t.shape, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, t, c), model(x, t, c, torch.full(t.shape, NO_LABEL)))
+        assert not torch.allclose(model(x, t, None, three), model(x, t, None, None))
+        assert not torch.allclose(model(x, t, None, three), model(x, t, None, torch.full(t.shape, 4)))
+    # 11 learned vectors of the embedding width (4 x the first width) are all a label costs
+    assert count_parameters(model) == count_parameters(VideoUNet(preset("tiny", labels=False))) + (CLASSES + 1) * 4 * 4
+    with pytest.raises(ConfigError, match="no label embedding"):
+        VideoUNet(preset("tiny", labels=False))(x, t, c, three)
 
 
 def test_config_round_trip_and_validation():

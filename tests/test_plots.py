@@ -101,3 +101,128 @@ def test_frame_slider_shows_grey_levels():
     videos = torch.full((1, 15, 28, 28), 0.5)
     picture = np.array(Image.open(io.BytesIO(frame_slider(videos, scale=1).children[2].value)))
     assert abs(int(picture[14, 14]) - 128) <= 1
+
+
+@pytest.fixture
+def close_figures():
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def boxes(fig) -> dict[str, str]:
+    """The text of each stage's box in an architecture figure, by stage (the text's gid)."""
+    return {t.get_gid(): t.get_text() for t in fig.axes[0].texts if t.get_gid() not in (None, "legend")}
+
+
+def shapes(fig) -> dict[str, str]:
+    """The shape each box ends with: the tensor that stage outputs."""
+    return {stage: text.splitlines()[-1] for stage, text in boxes(fig).items() if text.endswith(")")}
+
+
+def test_architecture_of_the_default_preset_has_the_shapes_worked_out_by_hand(close_figures):
+    from tinydiff.model import preset
+    from tinydiff.plots import architecture
+
+    fig = architecture(preset("default"))
+    # 28 px in 2x2 patches: 14 px at level 0 (32 channels), 7 px at level 1 (64); F = 15 frames.
+    assert shapes(fig) == {
+        "space-to-depth": "(1, 20, 15, 14, 14)",  # 5 planes x 2 x 2
+        "stem": "(1, 32, 15, 14, 14)",
+        "down 0": "(1, 32, 15, 14, 14)",
+        "down 1": "(1, 64, 15, 7, 7)",
+        "global context": "(1, 64, 15, 7, 7)",
+        "middle": "(1, 64, 15, 7, 7)",
+        "up 1": "(1, 64, 15, 7, 7)",
+        "up 0": "(1, 32, 15, 14, 14)",
+        "head": "(1, 4, 15, 14, 14)",  # one channel per pixel of a 2x2 patch
+        "depth-to-space": "(1, 1, 15, 28, 28)",
+        "output": "(1, 1, 15, 28, 28)",
+    }  # (the inputs and the condition are checked below)
+    text = boxes(fig)
+    assert text["inputs"].startswith("inputs: 5 planes (1, 5, 15, 28, 28)")
+    for plane in ("x_t", "condition c", "ink distance of c", "row coordinate", "frame coordinate"):
+        assert plane in text["inputs"]
+    assert "5 planes × 4 = 20 channels" in text["space-to-depth"]
+    assert "concat skip (1, 128, 15, 7, 7)" in text["up 1"] and "concat skip (1, 64, 15, 14, 14)" in text["up 0"]
+    assert "max over H, W: (1, 64, 15, 1, 1)" in text["global context"]
+    assert "(1, 1, 28, 28)" in text["condition"] and "predicted x_0" in text["output"]
+    # the embedding: t, the label (labels=True) and the frame position (film=True), width 4 x 32 = 128
+    assert "label y" in text["embedding"] and "frame position" in text["embedding"]
+    assert "emb (1, 15, 128)" in text["embedding"] and "FiLM" in text["embedding"]
+    everything = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "(1, 32, 15, 14, 14)" in everything and "(1, 64, 15, 7, 7)" in everything
+    assert "avg pool 1×2×2 → (1, 32, 15, 7, 7)" in everything  # down 0, halved
+    assert "nearest ×2, conv 1×3×3 → (1, 32, 15, 14, 14)" in everything  # up 1, doubled and narrowed
+    assert tuple(fig.get_size_inches())[0] == 12
+
+
+def test_architecture_of_the_tiny_preset_and_a_batch(close_figures):
+    from tinydiff.model import preset
+    from tinydiff.plots import architecture
+
+    got = shapes(architecture(preset("tiny"), batch=3))
+    assert {stage: got[stage] for stage in ("space-to-depth", "stem", "down 0", "down 1", "middle", "up 1", "up 0",
+                                            "head", "output")} == {
+        "space-to-depth": "(3, 20, 15, 14, 14)", "stem": "(3, 4, 15, 14, 14)", "down 0": "(3, 4, 15, 14, 14)",
+        "down 1": "(3, 8, 15, 7, 7)", "middle": "(3, 8, 15, 7, 7)", "up 1": "(3, 8, 15, 7, 7)",
+        "up 0": "(3, 4, 15, 14, 14)", "head": "(3, 4, 15, 14, 14)", "output": "(3, 1, 15, 28, 28)"}
+    text = boxes(architecture(preset("tiny")))
+    assert "temporal attention, 2 heads" in text["down 1"]
+    assert "emb (1, 15, 16)" in text["embedding"]  # 4 x 4 channels
+
+
+def test_architecture_draws_only_the_planes_and_stages_that_exist(close_figures):
+    from tinydiff.model import preset
+    from tinydiff.plots import architecture
+
+    fig = architecture(preset("original"))  # patch 1, three levels, no coordinates, labels, FiLM or context
+    text, got = boxes(fig), shapes(fig)
+    assert text["inputs"].splitlines() == ["inputs: 2 planes (1, 2, 15, 28, 28)", "x_t, condition c"]
+    assert not {"space-to-depth", "depth-to-space", "global context"} & set(text)
+    assert [got[f"down {i}"] for i in range(3)] == ["(1, 32, 15, 28, 28)", "(1, 64, 15, 14, 14)", "(1, 128, 15, 7, 7)"]
+    assert got["head"] == "(1, 1, 15, 28, 28)" and "the noise ε" in text["output"]
+    assert "label" not in text["embedding"] and "frame position" not in text["embedding"]
+    assert "t / T → MLP" in text["embedding"] and "emb (1, 128)" in text["embedding"]
+    text = boxes(architecture(preset("default", conditional=False, coord_channels=False)))
+    assert text["inputs"].splitlines() == ["inputs: 1 plane (1, 1, 15, 28, 28)", "x_t"] and "condition" not in text
+
+
+@pytest.mark.parametrize("overrides, marked", [
+    ({}, {"down 1", "middle", "up 1"}),  # the middle runs at the coarsest level
+    ({"attention_levels": (0,)}, {"down 0", "up 0"}),
+    ({"attention_levels": (0, 1)}, {"down 0", "down 1", "middle", "up 0", "up 1"}),
+    ({"temporal_attention": False}, set()),  # attention_levels is ignored without temporal attention
+])
+def test_architecture_marks_attention_only_at_the_configured_levels(close_figures, overrides, marked):
+    from tinydiff.model import preset
+    from tinydiff.plots import architecture
+
+    fig = architecture(preset("tiny", **overrides))
+    assert {stage for stage, text in boxes(fig).items() if "attention" in text} == marked
+    green = {patch.get_gid() for patch in fig.axes[0].patches if patch.get_edgecolor()[:3] == pytest.approx(
+        (0x1b / 255, 0x9e / 255, 0x77 / 255))}
+    assert green == marked
+
+
+def test_architecture_shapes_are_the_networks(close_figures):
+    """Every shape drawn for `tiny` is the shape the real network's stage outputs (forward hooks, on CPU)."""
+    from tinydiff.model import VideoUNet, preset
+    from tinydiff.plots import architecture
+
+    cfg = preset("tiny")
+    model = VideoUNet(cfg).to("cpu").eval()
+    seen = {}
+    stages = {"stem": model.stem, "middle": model.middle, "head": model.head, "global context": model.context}
+    stages |= {f"down {i}": level for i, level in enumerate(model.down)}
+    stages |= {f"up {i}": level for i, level in enumerate(model.up)}
+    for name, module in stages.items():
+        module.register_forward_hook(lambda m, args, out, name=name: seen.update({name: tuple(out.shape)}))
+    x = torch.randn(2, 1, cfg.frames, cfg.size, cfg.size, device="cpu")
+    with torch.no_grad():
+        out = model(x, torch.tensor([10, 500], device="cpu"), torch.rand(2, 1, cfg.size, cfg.size, device="cpu"))
+    drawn = shapes(architecture(cfg, batch=2))
+    seen["global context"] = (*seen["global context"][:3], *seen["middle"][3:])  # the 1x1 max, broadcast back
+    assert {name: str(shape) for name, shape in seen.items()} == {name: drawn[name] for name in seen}
+    assert drawn["output"] == str(tuple(out.shape))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tinydiff import ConfigError, NoiseSchedule
+from tinydiff.model import NO_LABEL
 from tinydiff.sampling import (ddim_sample, ddim_step, ddpm_sample, ddpm_step, dpmpp_2m_step, guided, sample_steps,
                                timesteps)
 
@@ -187,11 +188,16 @@ def test_bad_sampler_settings():
         next(sample_steps(toy_denoiser, s, "eps", (1, 1, 1, 2, 2), eta=1.5))
 
 
-def test_classifier_free_guidance_convention():
-    def model(x, t, condition):
-        c = torch.zeros(x.shape[0], 1, 1, 1, 1) if condition is None else condition.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1, 1)
-        return x * 2 + c * 5 + t.view(-1, 1, 1, 1, 1)
+def guidance_stand_in(x, t, condition=None, label=None):
+    """A stand-in denoiser whose output says what it was given: the condition's mean and the label
+    (NO_LABEL and None both mean "no label" and add nothing)."""
+    c = torch.zeros(x.shape[0], 1, 1, 1, 1) if condition is None else condition.mean(dim=(1, 2, 3)).view(-1, 1, 1, 1, 1)
+    known = torch.zeros(x.shape[0]) if label is None else torch.where(label == NO_LABEL, 0, label + 1).float()
+    return x * 2 + c * 5 + 7 * known.view(-1, 1, 1, 1, 1) + t.view(-1, 1, 1, 1, 1)
 
+
+def test_classifier_free_guidance_convention():
+    model = guidance_stand_in
     x, t = torch.randn(3, 1, 2, 4, 4), torch.tensor([5, 6, 7])
     condition = torch.randn(3, 1, 4, 4)
     cond, uncond = model(x, t, condition), model(x, t, None)
@@ -199,6 +205,18 @@ def test_classifier_free_guidance_convention():
     torch.testing.assert_close(guided(model, condition, 0.0)(x, t), uncond)
     torch.testing.assert_close(guided(model, condition, 3.0)(x, t), uncond + 3.0 * (cond - uncond))
     torch.testing.assert_close(guided(model, None, 3.0)(x, t), uncond)
+
+
+def test_label_guidance_moves_toward_the_label_by_the_scale():
+    """By hand: the stand-in adds 7 (label + 1) for a known label, so guidance w adds w * 7 (label + 1)."""
+    x, t = torch.randn(3, 1, 2, 4, 4), torch.tensor([5, 6, 7])
+    label = torch.tensor([0, 4, 9])
+    plain = x * 2 + t.view(-1, 1, 1, 1, 1)  # no condition, no label
+    for w in (0.0, 1.0, 2.5):
+        expected = plain + w * 7 * (label + 1).float().view(-1, 1, 1, 1, 1)
+        torch.testing.assert_close(guided(guidance_stand_in, None, w, label)(x, t), expected)
+    with pytest.raises(ConfigError, match="not both"):  # training never gives a video both
+        guided(guidance_stand_in, torch.randn(3, 1, 4, 4), 2.0, label)
 
 
 def output_for(prediction: str, schedule: NoiseSchedule, x: torch.Tensor, t: int, x0: torch.Tensor) -> torch.Tensor:

@@ -171,3 +171,47 @@ def test_training_ema_follows_the_warmed_up_decay(tmp_path, fake_mnist, tiny_con
         ema = [decay * e + (1 - decay) * w for e, w in zip(ema, weights)]
     for expected, got in zip(ema, result.ema.parameters()):
         torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_conditioning_modes_are_exclusive_and_drawn_at_their_shares(tmp_path, fake_mnist, monkeypatch):
+    """Each training video gets exactly one mode: nothing, its label alone, or its finished digit alone."""
+    import tinydiff.train as train_module
+    from tinydiff.model import NO_LABEL
+
+    seen = []
+
+    class Spy(VideoUNet):
+        def forward(self, x, t, condition=None, label=None):
+            if self.training:
+                seen.append((condition.flatten(1).abs().amax(dim=1) > 0, label.clone()))
+            return super().forward(x, t, condition, label)
+
+    monkeypatch.setattr(train_module, "VideoUNet", Spy)
+    train(preset("tiny", labels=True), config(tmp_path, fake_mnist, steps=25, batch_size=16, cond_drop=0.25,
+                                              label_share=0.5), progress=False)
+    image = torch.cat([s[0] for s in seen])
+    label = torch.cat([s[1] for s in seen])
+    labelled = label != NO_LABEL
+    assert not (image & labelled).any(), "a video never gets both"
+    shares = [(~image & ~labelled).float().mean(), labelled.float().mean(), image.float().mean()]
+    # 400 draws: each share within 4.5 binomial standard deviations of 0.25 / 0.5 / 0.25
+    for share, p in zip(shares, (0.25, 0.5, 0.25)):
+        assert abs(share - p) < 4.5 * (p * (1 - p) / len(image)) ** 0.5
+    assert set(label[labelled].tolist()) <= set(range(10))
+
+
+def test_mode_shares_are_checked(tmp_path, fake_mnist):
+    from tinydiff import ConfigError
+
+    from tinydiff.train import LABEL_SHARE, conditioning_shares
+
+    with pytest.raises(ConfigError, match="at most 1"):
+        conditioning_shares(TrainConfig(cond_drop=0.6, label_share=0.5), preset("tiny"))
+    with pytest.raises(ConfigError, match="at most 1"):  # the default share counts too
+        conditioning_shares(TrainConfig(cond_drop=0.7), preset("tiny"))
+    assert conditioning_shares(TrainConfig(), preset("tiny")) == LABEL_SHARE
+    assert conditioning_shares(TrainConfig(), preset("tiny", labels=False)) == 0.0
+    with pytest.raises(ConfigError, match="must lie in"):
+        TrainConfig(label_share=1.5)
+    with pytest.raises(ConfigError, match="label embedding"):
+        train(preset("tiny", labels=False), config(tmp_path, fake_mnist, label_share=0.3), progress=False)

@@ -5,8 +5,10 @@
 
 Measures, in one run on one machine: training throughput of the default and original configurations;
 training minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
-videos against the original network's 50 forward passes; and the shipped writer's quality at DDIM 10,
-DDIM 50 and DDPM 1000. Writes a markdown report (BENCHMARKS.md) and prints it.
+videos against the original network's 50 forward passes; the shipped writer's image-to-video quality at
+DDIM 10, DDIM 50 and DDPM 1000; and its generation from noise judged by the shipped digit classifier
+(unconditional, class-conditional per digit, and quality against the sampler and its steps). Writes a
+markdown report (BENCHMARKS.md) and prints it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from .classifier import pretrained_classifier
 from .data import load_mnist, writing_videos
 from .cli import device_options
 from .device import autocast, resolve_device, resolve_precision
-from .metrics import frame_iou, last_frame_fidelity, vanishing_ink
+from .errors import ConfigError, InputError
+from .metrics import CONFIDENT, MEMORISED, frame_iou, generation_report, last_frame_fidelity, vanishing_ink
 from .model import VideoUNet, preset
-from .pipeline import Pipeline, pretrained
+from .pipeline import LABEL_GUIDANCE, Pipeline, pretrained
 from .train import TrainConfig, train
 
 
@@ -112,6 +115,89 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+# The settings of the quality-against-steps table: (sampler, steps), DDPM always taking all 1,000; a
+# quick run keeps the cheap rows. And the guidance scales of the quality-against-guidance table.
+STEPS_TABLE = (("ddpm", None), ("ddim", 5), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100),
+               ("dpm++2m", 10), ("dpm++2m", 20))
+QUICK_STEPS_TABLE = (("ddim", 5), ("dpm++2m", 5))
+GUIDANCE_TABLE = (0.0, 1.0, 2.0, 3.0, 4.0)
+
+
+def generated(pipe: Pipeline, n: int, digits: list[int] | None = None, batch: int = 100,
+              **sampling) -> tuple[torch.Tensor, float]:
+    """n videos from noise, (n, T, H, W) in [0, 1], in batches (seeded by their first index), and the
+    seconds taken. digits: None (unconditional) or one digit per video."""
+    started, videos = time.perf_counter(), []
+    for i in range(0, n, batch):
+        asked = None if digits is None else digits[i:i + batch]
+        videos.append(pipe.generate(min(batch, n - i), digit=asked, seed=i, **sampling))
+    return torch.cat(videos), time.perf_counter() - started
+
+
+def rewritten(pipe: Pipeline, videos: torch.Tensor, batch: int = 100) -> torch.Tensor:
+    """The two-pass sampler's second pass: each video's binarised last frame animated (DDIM-10)."""
+    digits = (videos[:, -1] > 0.5).to(torch.uint8) * 255  # (N, 28, 28)
+    return torch.cat([pipe.animate(digits[i:i + batch], steps=10, seed=i) for i in range(0, len(digits), batch)])
+
+
+def generation_rows(pipe: Pipeline, n_uncond: int, per_digit: int, n_table: int, heldout: torch.Tensor, data_root,
+                    steps_table=STEPS_TABLE) -> tuple[list[tuple[str, str]], list[str]]:
+    """The figures of generation from noise: rows of the main table (the real videos for scale,
+    unconditional, class-conditional) and the quality-against-steps and -guidance tables (markdown lines)."""
+    classifier = pretrained_classifier()
+    training_digits = load_mnist("train", root=data_root)[0]
+    rows = []
+
+    def judged(name: str, report: dict) -> None:
+        rows.append((f"{name}: read (p >= {CONFIDENT}) / entropy (nats) / classes present",
+                     f"{report['confident_share']:.3f} / {report['entropy']:.2f} / {report['classes']} of 10"))
+        rows.append((f"{name}: identity stable (frames 10-15 read like the last) / self-consistency (frame IoU) / "
+                     f"vanishing ink / memorised (IoU >= {MEMORISED} to a training digit)",
+                     f"{report['identity_stability']:.3f} / {report['self_consistency']:.3f} / "
+                     f"{100 * report['vanishing_ink']:.2f} % / {100 * report['memorised_share']:.1f} %"))
+
+    # For scale: the true writing videos of the held-out digits, judged the same way.
+    judged(f"real writing videos of {len(heldout)} held-out digits",
+           generation_report(writing_videos(heldout.numpy()), classifier, training_digits))
+    videos, seconds = generated(pipe, n_uncond, steps=50)
+    judged(f"unconditional, {n_uncond} videos (DDIM-50, {seconds:.0f} s)", generation_report(videos, classifier, training_digits))
+    judged(f"unconditional, the same {n_uncond} last frames re-written by image-to-video (DDIM-10)",
+           generation_report(rewritten(pipe, videos), classifier, training_digits))
+
+    asked = torch.arange(10).repeat_interleave(per_digit)
+    videos, seconds = generated(pipe, len(asked), asked.tolist(), steps=50)
+    report = generation_report(videos, classifier, training_digits, asked=asked)
+    judged(f"class-conditional, {per_digit} per digit (guidance {LABEL_GUIDANCE:g}, DDIM-50, {seconds:.0f} s), "
+           "read as the asked digit", report)
+    rows.append((f"class-conditional: share read as the asked digit (p >= {CONFIDENT}), digits 0-9",
+                 " ".join(f"{h:.2f}" for h in report["per_digit"]) + f" (lowest {min(report['per_digit']):.2f})"))
+
+    asked = torch.arange(10).repeat_interleave(max(1, n_table // 10))
+    header = ("| read as the asked digit | identity stable | self-consistency | vanishing ink | seconds per 16 videos |",
+              "| --- | --- | --- | --- | --- | --- |")
+
+    def row(name: str, report: dict, seconds: float) -> str:
+        print(f"  {name}: {report}", flush=True)
+        return (f"| {name} | {report['confident_share']:.3f} | {report['identity_stability']:.3f} | "
+                f"{report['self_consistency']:.3f} | {100 * report['vanishing_ink']:.2f} % | {16 * seconds / len(asked):.1f} |")
+
+    tables = [f"Quality against the sampler and its steps: {len(asked)} class-conditional videos ({len(asked) // 10} "
+              f"per digit, guidance {LABEL_GUIDANCE:g}, the same seeds in every row), judged as above.", "",
+              "| sampler " + header[0], header[1]]
+    for sampler, steps in steps_table:
+        sampling = dict(sampler=sampler) if steps is None else dict(sampler=sampler, steps=steps)
+        videos, seconds = generated(pipe, len(asked), asked.tolist(), **sampling)
+        name = "DDPM-1000" if steps is None else f"{'DDIM' if sampler == 'ddim' else 'DPM-Solver++(2M)'}-{steps}"
+        tables.append(row(name, generation_report(videos, classifier, training_digits, asked=asked), seconds))
+    tables += ["", f"Quality against the guidance scale: the same {len(asked)} videos' labels and seeds, DDIM-50 "
+               "(guidance 0 is the unconditional model, so its figure is the share that happens to be the asked digit).",
+               "", "| guidance " + header[0], header[1]]
+    for guidance in GUIDANCE_TABLE:
+        videos, seconds = generated(pipe, len(asked), asked.tolist(), steps=50, guidance=guidance)
+        tables.append(row(f"{guidance:g}", generation_report(videos, classifier, training_digits, asked=asked), seconds))
+    return rows, tables
+
+
 GPU_HEADING = "## On a GPU"
 
 
@@ -149,14 +235,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ddpm-digits", type=int, default=8, help="held-out digits for DDPM-1000 (default: 8)")
     parser.add_argument("--curve-digits", type=int, default=64,
                         help="held-out digits evaluated (DDIM-50) during the from-scratch run (default: 64)")
-    parser.add_argument("--unconditional", type=int, default=100,
-                        help="unconditional samples judged by the digit classifier (default: 100)")
+    parser.add_argument("--generated", type=int, default=500,
+                        help="unconditional videos judged by the digit classifier (default: 500)")
+    parser.add_argument("--per-digit", type=int, default=100,
+                        help="class-conditional videos per digit at the default guidance (default: 100)")
+    parser.add_argument("--table-videos", type=int, default=50,
+                        help="class-conditional videos per row of the steps and guidance tables, a multiple of 10 "
+                             "(default: 50)")
     device_options(parser)
     parser.add_argument("--skip-from-scratch", action="store_true", help="skip the from-scratch training run")
     args = parser.parse_args(argv)
 
     device = str(resolve_device(args.device))  # checked before any work: a bad setting costs nothing
     resolve_precision(args.precision, torch.device(device))
+    for option in ("generated", "per_digit", "table_videos", "ddim50_digits", "ddpm_digits", "curve_digits"):
+        if getattr(args, option) < 1:
+            raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    if args.table_videos % 10:
+        raise InputError(f"--table-videos must be a multiple of 10 (the same number of each digit), got {args.table_videos}")
     quick = args.quick
     heldout, _ = load_mnist("heldout", root=args.data_root)
     n_ddim10 = min(args.ddim10_digits or len(heldout), len(heldout))
@@ -166,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     digits = heldout[:n_eval]
     truth = writing_videos(digits.numpy())
     pipe = pretrained("writer", device=device, precision=args.precision)
+    if not pipe.cfg.labels:
+        raise ConfigError("the shipped writer has no label embedding: the generation figures need one (reinstall tinydiff)")
     rows = []
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -195,14 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['iou']:.3f} / {100 * r['vanish']:.2f} % / {r['last']:.3f} ({r['seconds']:.0f} s)"))
             print(f"  {label}: {r}", flush=True)
 
-        print("unconditional samples judged by the digit classifier ...", flush=True)
-        n_uncond = 16 if quick else args.unconditional
-        frames = pipe.generate(n_uncond, steps=50, seed=0)[:, -1]  # the finished digits
-        probabilities = pretrained_classifier().probabilities((frames > 0.5).float())
-        confident = (probabilities.max(dim=1).values >= 0.9).float().mean().item()
-        counts = torch.bincount(probabilities.argmax(dim=1), minlength=10).tolist()
-        rows.append((f"writer, {n_uncond} unconditional samples (DDIM-50): classified with p >= 0.9 / "
-                     "count per digit 0-9", f"{100 * confident:.0f} % / {' '.join(map(str, counts))}"))
+        print("generation from noise, judged by the digit classifier ...", flush=True)
+        n_uncond, per_digit, n_table = (20, 2, 10) if quick else (args.generated, args.per_digit, args.table_videos)
+        generation, steps_table = generation_rows(pipe, n_uncond, per_digit, n_table, heldout, args.data_root,
+                                                  QUICK_STEPS_TABLE if quick else STEPS_TABLE)
+        rows += generation
 
         curve = []
         if not args.skip_from_scratch:
@@ -220,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Measured {date} with `python -m tinydiff.bench{' --quick' if quick else ''}` on: {machine()}; "
              f"run on {device} in {pipe.precision}.", "",
              "| measure | value |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], ""]
+    lines += [*steps_table, ""]
     if curve:
         lines += ["Training curve of the from-scratch run (step, training minutes, frame IoU):", "",
                   ", ".join(f"({s}, {m:.1f}, {i:.3f})" for s, m, i in curve), ""]

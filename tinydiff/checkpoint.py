@@ -25,8 +25,8 @@ FORMAT = "tinydiff-checkpoint-1"
 # the digit classifier, and the denoisers that `tinydiff.pretrained(NAME)` loads (PRETRAINED).
 CLASSIFIER = "classifier"
 SHIPPED: dict[str, str] = {
-    "writer": "5d63ddc2cebabca0c91f2dc3abad3f1c8d0f96eaca463ee8dd18c9d201c5718b",
-    CLASSIFIER: "3ae654171e81f73bbe761ae7025f89115edfb1f25f66c6e573538d86fbb45992",
+    "writer": "1d415974cbeb8f72b308d02c943714c253ca60238f323e150c7d73af3ec582e2",
+    CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
     "ablation-per-frame": "f6144c8e71ddbc84c385d9881925bf7f71880274b9adf0d094a056f2658e0ac9",
     "ablation-temporal-conv": "82812f2857ce24f9acfd811ebb149b52c34e0eb0cb17c85872c141b4c03047a7",
     "ablation-attention": "d98c83d32404f1e2b50b1636e054ac6d9bcea34c6f98c56e9c770de09db3cfb8",

@@ -1,12 +1,25 @@
 """A small MNIST classifier: the judge of which digit a generated frame shows.
 
-Used by the benchmark (which digits the unconditional samples are) and by the temporal-consistency
-chapter (does a video's digit change identity from frame to frame?). It is trained on the binarised
-digits (ink > 0.5), the form every video frame has.
+Used by the benchmark (which digits videos generated from noise show, and whether they are the digits
+asked for) and by the temporal-consistency
+chapter (does a video's digit change identity from frame to frame?). It is trained on binarised
+digits, the form every video frame has (ink > 0.5), and judged on the held-out digits binarised at
+0.5 (images > 127). Generated digits sit a little off-centre and their strokes are a little thicker or
+thinner than real ones, so every training digit is a fresh random variant each epoch (`augment`):
+rotated ±10°, scaled 0.9-1.1, shifted ±2 px, binarised at a random ink level in 0.2-0.8, some thickened
+by one more pixel. Recipe (`fit`): 20 epochs over the 7,000 offline training digits, batch 128, AdamW
+(weight decay 1e-4) under a one-cycle learning rate peaking at 4e-3; the seed fixes the initial
+weights and the dropout (through torch's global RNG, restored afterwards), the order and the
+augmentation (a torch.Generator), so `make classifier` rewrites the
+shipped file bit for bit with the same software and thread count (2 CPU cores, about 80 s; another
+thread count sums in another order: other bits, the same accuracy). The shipped file reads all 1,000
+held-out digits right (accuracy 1.000; 0.992 on the last 1,000 training digits when they were held
+out while choosing the recipe).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -20,15 +33,18 @@ from .errors import CheckpointError, InputError
 
 
 class DigitClassifier(nn.Module):
-    """(N, 1, 28, 28) in [0, 1] -> (N, 10) logits. Two conv layers, two linear layers (~100 k parameters)."""
+    """(N, 1, 28, 28) in [0, 1] -> (N, 10) logits. Three conv layers with batch norm (32, 64, 128 channels),
+    two linear layers with dropout (241,770 parameters; about 0.3 s per 1,000 frames on 2 CPU cores)."""
 
     def __init__(self):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 28 -> 14
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 14 -> 7
-        )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
+
+        def block(c_in: int, c_out: int) -> list[nn.Module]:
+            return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2)]
+
+        self.features = nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128))  # 28 -> 14 -> 7 -> 3
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(128 * 3 * 3, 128), nn.ReLU(),
+                                  nn.Dropout(0.3), nn.Linear(128, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -56,28 +72,62 @@ class ClassifierResult:
     heldout_accuracy: float
 
 
-def train_classifier(root=None, epochs: int = 3, batch_size: int = 64, lr: float = 2e-3,
+def augment(images: torch.Tensor, g: torch.Generator, ink: tuple[float, float] = (0.2, 0.8),
+            thicken: float = 0.15) -> torch.Tensor:
+    """Random binary variants (N, 1, 28, 28) in {0, 1} of grey digits (N, 1, 28, 28) in [0, 1].
+
+    Each digit is rotated (±10°), scaled (0.9-1.1) and shifted (±2 px: generated digits sit a little
+    off-centre) by one bilinear resampling, then binarised at a random ink level drawn from `ink` (the
+    held-out digits and every video frame are binarised at 0.5): a higher level thins the strokes, a
+    lower one thickens them, as generated strokes are a little thinner or thicker than real ones. A
+    `thicken` share of the digits is thickened further by a 2x2 max-pool (one more pixel of stroke).
+    """
+    n = len(images)
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
+    scale = 0.9 + 0.2 * torch.rand(n, generator=g)
+    shift = torch.randint(-2, 3, (n, 2), generator=g).float() * (2 / 28)  # pixels -> grid units
+    level = ink[0] + (ink[1] - ink[0]) * torch.rand(n, 1, 1, 1, generator=g)
+    thick = torch.rand(n, 1, 1, 1, generator=g) < thicken
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    x = (F.grid_sample(images, grid, align_corners=False) > level).float()
+    return torch.where(thick, F.max_pool2d(F.pad(x, (0, 1, 0, 1)), 2, stride=1), x)
+
+
+def fit(images: torch.Tensor, labels: torch.Tensor, epochs: int = 20, batch_size: int = 128, lr: float = 4e-3,
+        seed: int = 0, **aug) -> DigitClassifier:
+    """Train a DigitClassifier on grey digits (N, 28, 28) uint8 with their labels: AdamW under a
+    one-cycle learning rate, fresh `augment` variants every epoch. The caller's global RNG is left as it was."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # initial weights and dropout
+        x = images.float()[:, None] / 255
+        model = DigitClassifier()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+        steps = epochs * math.ceil(len(x) / batch_size)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
+        g = torch.Generator().manual_seed(seed)  # order and augmentation
+        model.train()
+        for _ in range(epochs):
+            for index in torch.randperm(len(x), generator=g).split(batch_size):
+                loss = F.cross_entropy(model(augment(x[index], g, **aug)), labels[index])  # no label smoothing:
+                # it would cap every probability near 0.9, and the benchmark counts the digits read with p >= 0.9
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+    return model.eval()
+
+
+def train_classifier(root=None, epochs: int = 20, batch_size: int = 128, lr: float = 4e-3,
                      seed: int = 0) -> ClassifierResult:
-    """Train on the binarised MNIST training split (with ±2 px shifts); report the accuracy on the
-    held-out digits (official test digits 7000-7999, in no training file)."""
+    """Train on the MNIST training split (binarised, augmented: see `augment`); report the accuracy on
+    the binarised held-out digits (official test digits 7000-7999, in no training file)."""
     test_images, test_labels = load_mnist("heldout", root=root)  # first: a copy without them fails at once
-    torch.manual_seed(seed)
     images, labels = load_mnist("train", root=root)
-    x = (images > 127).float()[:, None]  # (N, 1, 28, 28) in {0, 1}
-    model = DigitClassifier()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        for index in torch.randperm(len(x), generator=g).split(batch_size):
-            dy, dx = torch.randint(-2, 3, (2,), generator=g).tolist()
-            batch = torch.roll(x[index], shifts=(dy, dx), dims=(2, 3))  # generated digits sit a little off-centre
-            loss = F.cross_entropy(model(batch), labels[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+    model = fit(images, labels, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     accuracy = (model.predict((test_images > 127).float()) == test_labels).float().mean().item()
-    return ClassifierResult(model.eval(), accuracy)
+    return ClassifierResult(model, accuracy)
 
 
 def save_classifier(model: DigitClassifier, path: str | os.PathLike, heldout_accuracy: float) -> None:
@@ -111,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Train the digit classifier and write it (with its accuracy on the held-out digits).")
     parser.add_argument("--out", default="tinydiff/weights/classifier.pt")
     parser.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     result = train_classifier(args.data_root, epochs=args.epochs, seed=args.seed)

@@ -19,7 +19,8 @@ def _train(args) -> None:
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, checkpoint_every=args.checkpoint_every, data_root=args.data_root,
                       train_limit=args.train_limit, device=args.device, precision=args.precision,
-                      threads=args.threads, cond_drop=args.cond_drop, loss_weighting=args.loss_weighting)
+                      threads=args.threads, cond_drop=args.cond_drop, label_share=args.label_share,
+                      ema_decay=args.ema_decay, loss_weighting=args.loss_weighting)
     result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet)
     if result.losses and os.environ.get("RANK", "0") == "0":
         print(f"trained to step {len(result.losses)}; last loss {result.losses[-1]:.4f}; "
@@ -29,19 +30,25 @@ def _train(args) -> None:
 def _generate(args) -> None:
     import numpy as np
 
-    from .data import load_mnist, writing_videos
+    from .data import HELDOUT, load_mnist, writing_videos
     from .metrics import frame_iou
+    from .pipeline import default_guidance, digit_labels
     from .viz import check_output, save_video
-
-    from .data import HELDOUT
 
     out = Path(args.output)
     if out.suffix != ".npy":
         check_output(out)
     if args.heldout_digits is not None and not 1 <= args.heldout_digits <= len(HELDOUT):
         raise InputError(f"--heldout-digits must be 1..{len(HELDOUT)}, got {args.heldout_digits}")
-    if args.n < 1:
-        raise InputError(f"-n must be a positive number of videos, got {args.n}")
+    n = args.n if args.n is not None else len(args.digit) if args.digit and len(args.digit) > 1 else 16
+    if n < 1:
+        raise InputError(f"-n must be a positive number of videos, got {n}")
+    digit = None
+    if args.digit is not None:
+        if args.heldout_digits is not None:
+            raise InputError("--digit asks for videos from noise; --heldout-digits animates real digits: choose one")
+        digit = args.digit[0] if len(args.digit) == 1 else args.digit
+        digit_labels(digit, n)  # checked before the model loads
     pipe = _pipeline(args)
     options = dict(steps=args.steps, sampler=args.sampler, seed=args.seed, progress=not args.quiet)
     if args.heldout_digits is not None:
@@ -50,8 +57,10 @@ def _generate(args) -> None:
         iou = frame_iou(videos, writing_videos(digits.numpy())).mean().item()
         print(f"animated {len(digits)} held-out digits; mean frame IoU against the true videos: {iou:.3f}")
     else:
-        videos = pipe.generate(args.n, **options)
-        print(f"generated {args.n} unconditional videos")
+        videos = pipe.generate(n, digit=digit, guidance=args.guidance, **options)
+        asked = ("unconditional" if digit is None else
+                 f"class-conditional (guidance {default_guidance(args.guidance, True):g})")
+        print(f"generated {n} {asked} videos")
     if out.suffix == ".npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, videos.numpy())
@@ -126,6 +135,7 @@ def _bench(args) -> None:
 def _sampling_options() -> argparse.ArgumentParser:
     """The options every sampling command shares (generate, animate): one declaration of each."""
     from .checkpoint import PRETRAINED
+    from .pipeline import LABEL_GUIDANCE
     from .sampling import SAMPLERS
 
     shared = argparse.ArgumentParser(add_help=False)
@@ -135,7 +145,9 @@ def _sampling_options() -> argparse.ArgumentParser:
                         help=f"a model shipped with the package: {', '.join(PRETRAINED)} (default: writer)")
     shared.add_argument("--steps", type=int, default=50, help="DDIM or DPM-Solver++ steps; DDPM takes all (default: 50)")
     shared.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    shared.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = conditional)")
+    shared.add_argument("--guidance", type=float,
+                        help=f"classifier-free guidance scale: 1 = the plain conditional model, 0 = unconditional "
+                             f"(default: 1 for a drawing, {LABEL_GUIDANCE} for --digit)")
     shared.add_argument("--seed", type=int, default=0)
     device_options(shared)
     shared.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -154,8 +166,10 @@ def device_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .model import PRESETS
     from .schedule import PREDICTIONS
+    from .train import LABEL_SHARE, TrainConfig
     from .viz import FORMATS
 
+    defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="tinydiff", description="Tiny video diffusion: MNIST digits written frame by frame.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sampling = _sampling_options()
@@ -171,7 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction", choices=PREDICTIONS, help="override the preset's prediction target")
     p.add_argument("--schedule", choices=("linear", "cosine"), help="override the preset's noise schedule")
     p.add_argument("--loss-weighting", choices=("uniform", "min-snr"), default="uniform")
-    p.add_argument("--cond-drop", type=float, default=0.1, help="probability of dropping the condition (default: 0.1)")
+    p.add_argument("--cond-drop", type=float, default=defaults.cond_drop,
+                   help=f"probability of training a video without any condition (default: {defaults.cond_drop})")
+    p.add_argument("--label-share", type=float,
+                   help="probability of training a video on its class label alone "
+                        f"(default: {LABEL_SHARE} for a model with labels, else 0); the rest learn image-to-video")
+    p.add_argument("--ema-decay", type=float, default=defaults.ema_decay,
+                   help=f"decay of the weights' moving average (default: {defaults.ema_decay})")
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default: 250)")
     p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else ~/.cache/tinydiff/data)")
     p.add_argument("--train-limit", type=int, help="use only the first N training digits")
@@ -182,11 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_train)
 
     p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF", parents=[sampling],
-                       description="Generate writing videos: unconditional (-n) or animating held-out MNIST digits.")
+                       description="Generate writing videos from noise (-n, optionally --digit D) or animate "
+                                   "held-out MNIST digits (--heldout-digits K).")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("-n", type=int, default=16, help="number of unconditional videos (default: 16)")
+    what.add_argument("-n", type=int, help="number of videos generated from noise (default: one per --digit given, else 16)")
     what.add_argument("--heldout-digits", type=int, metavar="K",
                       help="animate the first K held-out MNIST digits (official test digits 7000-7999) instead")
+    p.add_argument("--digit", type=int, nargs="+", metavar="D",
+                   help="write this digit (0-9) in every video, or give one digit per video (default: any digit)")
     p.add_argument("--data-root", help="MNIST root for --heldout-digits")
     p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
     p.set_defaults(run=_generate)

@@ -221,7 +221,7 @@ class WritingVideos(torch.utils.data.Dataset):
     def to(self, device: torch.device | str) -> "WritingVideos":
         """Keep the stored videos on `device` (a GPU: 705 MB of uint8 for full MNIST), so that a batch
         is never copied from the host."""
-        self.ink = self.ink.to(device)
+        self.ink, self.labels = self.ink.to(device), self.labels.to(device)
         return self
 
     def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,12 +6,21 @@
 - `flicker`: ink toggles beyond the one a written pixel needs, per pixel that is ever inked.
 - `frame_labels`, `identity_switches`: the digit a classifier reads in each frame, and how often it
   changes its mind over the late frames.
+
+For videos generated from noise, where there is no true video to compare with:
+
+- `last_frame_judgement`: the digit a classifier reads in the last frame, and how sure it is.
+- `class_entropy`, `classes_present`: how evenly, and over how many digits, the samples spread.
+- `identity_stability`: share of the late frames classified like the last frame.
+- `self_consistency`: frame IoU with the true writing video of the video's own last frame.
+- `nearest_training_iou`: IoU of a last frame with its nearest training digit (memorisation).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .data import writing_videos
 from .errors import InputError
 
 
@@ -99,3 +108,146 @@ def identity_switches(videos: torch.Tensor, classifier, first_frame: int = 9) ->
     """
     labels = frame_labels(videos, classifier, first_frame)
     return (labels[:, 1:] != labels[:, :-1]).sum(dim=1)
+
+
+def last_frame_judgement(videos: torch.Tensor, classifier) -> tuple[torch.Tensor, torch.Tensor]:
+    """The digit a classifier reads in each binarised last frame, and the probability it gives it.
+
+    videos: (N, T, H, W) in [0, 1]. classifier: anything with `probabilities(images (M, 28, 28) in
+    [0, 1]) -> (M, classes)`, e.g. `tinydiff.classifier.pretrained_classifier()`.
+    Returns (labels (N,) int64, confidence (N,) float): the top class and its probability.
+    """
+    last = ink(_check(videos, "videos")[:, -1]).float()  # (N, H, W) in {0, 1}
+    probabilities = torch.as_tensor(classifier.probabilities(last))
+    if probabilities.dim() != 2 or len(probabilities) != len(last):
+        raise InputError(f"classifier.probabilities must return ({len(last)}, classes), "
+                         f"got {tuple(probabilities.shape)}")
+    confidence, labels = probabilities.max(dim=1)
+    return labels, confidence
+
+
+def _histogram(labels, classes: int) -> torch.Tensor:
+    """Counts (classes,) of integer labels (N,) in 0..classes-1."""
+    labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or labels.is_floating_point() or labels.is_complex():
+        raise InputError(f"labels must be a 1-D tensor of integers, got {tuple(labels.shape)} {labels.dtype}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise InputError(f"labels must lie in 0..{classes - 1}, got {labels.min().item()}..{labels.max().item()}")
+    return torch.bincount(labels.long().cpu(), minlength=classes)
+
+
+def class_entropy(labels, classes: int = 10) -> float:
+    """Entropy in nats of the label histogram: labels (N,) integers in 0..classes-1 -> float.
+
+    H = -sum_c p_c ln p_c with p_c = count_c / N (0 ln 0 = 0): 0 when every sample is one digit,
+    ln(classes) (2.303 for 10) when all digits are equally frequent. No labels give 0.
+    """
+    counts = _histogram(labels, classes).double()
+    if counts.sum() == 0:
+        return 0.0
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def classes_present(labels, classes: int = 10) -> int:
+    """How many of the `classes` digits occur at least once among labels (N,) integers in 0..classes-1."""
+    return int((_histogram(labels, classes) > 0).sum())
+
+
+def identity_stability(videos: torch.Tensor, classifier, first_frame: int = 9) -> torch.Tensor:
+    """Share of frames first_frame..T-1 (0-based) classified like the last frame: (N, T, H, W) -> (N,).
+
+    By default frames 10-15 (1-based) of 15. The last frame is one of them, so a video scores between
+    1/(T - first_frame) (no late frame agrees with the last) and 1 (all do). classifier: as for
+    `frame_labels`.
+    """
+    labels = frame_labels(videos, classifier, first_frame)  # (N, T')
+    return (labels == labels[:, -1:]).double().mean(dim=1)
+
+
+def self_consistency(videos: torch.Tensor) -> torch.Tensor:
+    """Frame IoU of each video with the true writing video of its own binarised last frame: (N, T, 28, 28) -> (N,).
+
+    A video that writes its last frame the way `tinydiff.data.writing_video` would scores 1; one that
+    ends on a clean digit but gets there in another order (or with ink that comes and goes) scores less.
+    """
+    videos = _check(videos, "videos")
+    if videos.shape[-2:] != (28, 28):
+        raise InputError(f"videos must be 28x28 frames (N, T, 28, 28), got {tuple(videos.shape)}")
+    digits = ink(videos[:, -1]).to(torch.uint8).cpu() * 255  # (N, 28, 28), white ink on black
+    truth = writing_videos(digits, frames=videos.shape[1]).to(videos.device)  # (N, T, 28, 28)
+    return frame_iou(videos, truth)
+
+
+def nearest_training_iou(last_frames: torch.Tensor, training_digits: torch.Tensor,
+                         rows_per_chunk: int | None = None) -> torch.Tensor:
+    """IoU of each last frame with the training digit it overlaps most: (N, H, W) x (M, H, W) -> (N,) float64.
+
+    last_frames: (N, H, W) in [0, 1] (ink > 0.5), e.g. `videos[:, -1]`. training_digits: (M, H, W)
+    uint8 0..255 as MNIST loads them (ink > 127), or bool, or floats in [0, 1] (ink > 0.5).
+    A frame that is exactly a training digit scores 1; `(iou >= 0.95).float().mean()` is the share of
+    samples that copy a training digit. With masks as 0/1 matrices A (N, P) and B (M, P),
+    intersection = A @ B^T and union = |A| + |B| - intersection (exact in float32 for P < 2^24), taken
+    `rows_per_chunk` frames at a time (default: about 4 million IoUs per chunk). Two empty masks
+    agree perfectly (IoU 1), as in `frame_iou`.
+    """
+    frames, digits = torch.as_tensor(last_frames), torch.as_tensor(training_digits)
+    if frames.dim() != 3:
+        raise InputError(f"last_frames must be shaped (N, H, W) (e.g. videos[:, -1]), got {tuple(frames.shape)}")
+    if digits.dim() != 3 or digits.shape[1:] != frames.shape[1:] or not len(digits):
+        raise InputError(f"training_digits must be shaped (M >= 1, {frames.shape[1]}, {frames.shape[2]}), "
+                         f"got {tuple(digits.shape)}")
+    if digits.dtype == torch.uint8:
+        digits = digits > 127
+    a = ink(frames).flatten(1).float()  # (N, P)
+    b = ink(digits).to(a.device).flatten(1).float()  # (M, P)
+    if rows_per_chunk is None:
+        rows_per_chunk = max(1, 2**22 // len(b))
+    b_area, best = b.sum(dim=1).double(), []  # (M,)
+    for chunk in a.split(rows_per_chunk):
+        inter = (chunk @ b.T).double()  # (n, M)
+        union = chunk.sum(dim=1, keepdim=True).double() + b_area - inter
+        iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        best.append(iou.amax(dim=1))
+    return torch.cat(best) if best else torch.zeros(0, dtype=torch.float64, device=a.device)
+
+
+CONFIDENT = 0.9  # a last frame "reads" as a digit when the classifier gives it at least this probability
+MEMORISED = 0.95  # a last frame copies a training digit when their IoU reaches this
+
+
+def generation_report(videos: torch.Tensor, classifier, training_digits: torch.Tensor,
+                      asked=None) -> dict[str, float | int | list[float]]:
+    """Every measure of videos generated from noise, averaged over the videos: (N, T, H, W) -> dict.
+
+    confident_share: last frame read as some digit with probability >= CONFIDENT (with `asked`, (N,)
+    integer labels: read as the asked digit); entropy and classes: of the last frames' labels;
+    identity_stability, self_consistency, vanishing_ink: the means of those measures; memorised_share:
+    last frames with IoU >= MEMORISED to some training digit; with `asked`, also per_digit: the
+    confident share of each digit 0-9 asked for (NaN for one never asked). classifier: as for
+    `last_frame_judgement`.
+    """
+    labels, confidence = last_frame_judgement(videos, classifier)
+    right = torch.ones_like(labels, dtype=torch.bool)
+    if asked is not None:
+        asked = torch.as_tensor(asked)
+        if asked.shape != labels.shape or asked.is_floating_point() or asked.dtype == torch.bool:
+            raise InputError(f"asked must hold one integer label per video, shaped ({len(labels)},); "
+                             f"got {tuple(asked.shape)} {asked.dtype}")
+        asked = asked.to(labels.device)
+        right = labels == asked
+    read = (confidence >= CONFIDENT) & right
+    report = {
+        "videos": len(labels),
+        "confident_share": float(read.float().mean()),
+        "entropy": class_entropy(labels),
+        "classes": classes_present(labels),
+        "identity_stability": float(identity_stability(videos, classifier).mean()),
+        "self_consistency": float(self_consistency(videos).mean()),
+        "vanishing_ink": float(vanishing_ink(videos).mean()),
+        "memorised_share": float((nearest_training_iou(videos[:, -1], training_digits) >= MEMORISED).double().mean()),
+    }
+    if asked is not None:
+        report["per_digit"] = [float(read[asked == d].float().mean()) if (asked == d).any() else float("nan")
+                               for d in range(10)]
+    return report

@@ -7,7 +7,10 @@ Design, following the original Tiny Diffusion network:
   (3, 1, 1), whose outputs are added (`DualConv`);
 - temporal self-attention lets every pixel attend over the T frames at the same place (`TemporalAttention`);
 - the timestep enters through an embedding MLP; image-to-video conditioning enters as an extra input
-  channel holding the finished digit, zeros meaning "no condition" (classifier-free guidance).
+  channel holding the finished digit, zeros meaning "no condition"; a class label (optional) enters as
+  a learned embedding added to the timestep's, with an eleventh entry, `NO_LABEL`, meaning "no label".
+  Dropping the condition and the label during training gives the unconditional model that
+  classifier-free guidance needs (`tinydiff.sampling.guided`).
 With `temporal_conv` and `temporal_attention` both off, no operation mixes frames: the network is a
 per-frame 2D model, the ablation of the temporal-consistency chapter. Its normalisation is per frame too
 (group norm over each frame; batch norm in eval mode).
@@ -25,6 +28,9 @@ import torch.nn.functional as F
 
 from .errors import ConfigError
 from .schedule import PREDICTIONS, NoiseSchedule
+
+CLASSES = 10  # digits 0-9
+NO_LABEL = CLASSES  # the label embedding's extra entry: "no label" (unconditional, or image-to-video)
 
 
 @dataclass
@@ -47,6 +53,7 @@ class ModelConfig:
     global_context: bool = False  # the coarsest level also sees each frame's spatial max (per channel)
     ink_distance: bool = False  # an input channel: the distance transform of the condition's ink
     conditional: bool = True  # an input channel holding the finished digit (image-to-video)
+    labels: bool = False  # a class-label embedding: digits 0-9 and NO_LABEL (class-conditional generation)
     frames: int = 15
     size: int = 28
     prediction: str = "eps"  # what the network outputs: "eps", "v" or "x0"
@@ -105,20 +112,21 @@ PRESETS: dict[str, ModelConfig] = {
                             activation="relu", time_embedding="mlp", temporal_attention=False,
                             coord_channels=False),
     # The course's default (see RESULTS.md): 2x2 patches, so the U-Net runs at 14 and 7 px; temporal
-    # attention at 7 px; x0-prediction, cosine schedule; per-frame FiLM, global context, ink distance.
+    # attention at 7 px; x0-prediction, cosine schedule; per-frame FiLM, global context, ink distance;
+    # a label embedding for "write me a 7".
     "default": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
-                           ink_distance=True, prediction="x0", schedule="cosine"),
+                           ink_distance=True, labels=True, prediction="x0", schedule="cosine"),
     # The ablations of the temporal-consistency chapter, identical but for what mixes frames.
     "per-frame": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
-                             ink_distance=True, prediction="x0", schedule="cosine", temporal_conv=False,
+                             ink_distance=True, labels=True, prediction="x0", schedule="cosine", temporal_conv=False,
                              temporal_attention=False),
     "temporal-conv": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True,
-                                 global_context=True, ink_distance=True, prediction="x0", schedule="cosine",
+                                 global_context=True, ink_distance=True, labels=True, prediction="x0", schedule="cosine",
                                  temporal_attention=False),
-    # Test-sized (10,720 parameters), with every component `default` uses: 2x2 patches, temporal
-    # attention at the coarsest level, FiLM, global context, ink distance, x0-prediction, cosine schedule.
+    # Test-sized (10,896 parameters), with every component `default` uses: 2x2 patches, temporal
+    # attention at the coarsest level, FiLM, global context, ink distance, labels, x0-prediction, cosine.
     "tiny": ModelConfig(channels=(4, 8), patch=2, attention_levels=(1,), attention_heads=2, groups=2, film=True,
-                        global_context=True, ink_distance=True, prediction="x0", schedule="cosine"),
+                        global_context=True, ink_distance=True, labels=True, prediction="x0", schedule="cosine"),
 }
 
 
@@ -319,10 +327,12 @@ def ink_distance(condition: torch.Tensor, scale: float = 4.0) -> torch.Tensor:
 
 
 class VideoUNet(nn.Module):
-    """The denoiser: (x_t (B, 1, T, H, W), t (B,), condition (B, 1, H, W) or None) -> (B, 1, T, H, W).
+    """The denoiser: (x_t (B, 1, T, H, W), t (B,), condition (B, 1, H, W) or None, label (B,) or None)
+    -> (B, 1, T, H, W).
 
-    The output is the prediction named by `cfg.prediction`. condition=None (or zeros) asks for an
-    unconditional prediction.
+    The output is the prediction named by `cfg.prediction`. condition=None (or zeros) means no
+    condition; label=None (or NO_LABEL entries) means no label; with neither, the prediction is
+    unconditional.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -334,6 +344,7 @@ class VideoUNet(nn.Module):
         extra = int(cfg.conditional) * (1 + int(cfg.ink_distance)) + 2 * int(cfg.coord_channels)
         in_channels = (1 + extra) * cfg.patch**2
         self.time = TimeEmbedding(cfg, emb_dim)
+        self.label = nn.Embedding(CLASSES + 1, emb_dim) if cfg.labels else None
         self.frame = nn.Linear(emb_dim, emb_dim) if cfg.film else None
         self.context = nn.Conv3d(widths[-1], widths[-1], 1) if cfg.global_context else None
         if self.context is not None:
@@ -364,8 +375,16 @@ class VideoUNet(nn.Module):
             parts += [rows.expand(b, 1, t, h, w), frame.expand(b, 1, t, h, w)]
         return torch.cat(parts, dim=1)  # (B, C_in, T, H, W)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        emb = self.time(t)[:, None]  # (B, 1, D): the same for every frame ...
+    def forward(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None,
+                label: torch.Tensor | None = None) -> torch.Tensor:
+        emb = self.time(t)
+        if self.label is not None:
+            if label is None:
+                label = torch.full(t.shape, NO_LABEL, dtype=torch.long, device=t.device)
+            emb = emb + self.label(label)
+        elif label is not None:
+            raise ConfigError("this model has no label embedding (it was trained without labels)")
+        emb = emb[:, None]  # (B, 1, D): the same for every frame ...
         if self.frame is not None:  # ... unless frames get their own position embedding: (B, T, D)
             positions = sinusoidal_embedding(torch.arange(x.shape[2], device=x.device), emb.shape[-1])
             emb = emb + self.frame(positions.to(emb.dtype))[None]

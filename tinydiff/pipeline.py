@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from typing import Iterator
 
@@ -13,9 +15,13 @@ from .data import condition_from_digits
 from .device import autocast, resolve_device, resolve_precision
 from .drawing import digit_from_image
 from .errors import CheckpointError, ConfigError, InputError
-from .model import VideoUNet
+from .model import CLASSES, VideoUNet
 from .sampling import SamplerStep, guided, sample_steps
 from .schedule import NoiseSchedule
+
+# The default guidance scale for "write me a 7" (classifier-free guidance on the label; see RESULTS.md).
+LABEL_GUIDANCE = 2.0
+
 
 def _generator(seed: int | None) -> torch.Generator:
     """A CPU generator for the sampler's noise; seed=None draws fresh entropy without touching the
@@ -54,12 +60,10 @@ class Pipeline:
     def _shape(self, n: int) -> tuple[int, ...]:
         return (n, 1, self.cfg.frames, self.cfg.size, self.cfg.size)
 
-    def _denoiser(self, condition: torch.Tensor | None, guidance: float):
-        if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not guidance == guidance:
-            raise InputError(f"guidance must be a number, got {guidance!r}")
+    def _denoiser(self, condition: torch.Tensor | None, label: torch.Tensor | None, guidance: float):
         if condition is not None and not self.cfg.conditional:
             raise ConfigError("this model was trained without a condition; use generate()")
-        denoise = guided(self.model, condition, float(guidance))
+        denoise = guided(self.model, condition, guidance, label)
 
         def run(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with autocast(self.device, self.precision):
@@ -68,23 +72,36 @@ class Pipeline:
         return run
 
     def steps(self, digits=None, n: int | None = None, steps: int = 50, sampler: str = "ddim",
-              seed: int | None = None, guidance: float = 1.0, eta: float = 0.0,
-              progress: bool = False) -> Iterator[SamplerStep]:
+              seed: int | None = None, guidance: float | None = None, eta: float = 0.0,
+              progress: bool = False, *, digit=None) -> Iterator[SamplerStep]:
         """Every step of one sampling run (x_t and the predicted x_0 in [-1, 1], (N, 1, T, H, W)).
 
-        Pass `digits` ((N, 28, 28) uint8, white ink on black) to animate them, or `n` for unconditional
-        videos. This is what the course's sliders scrub.
+        Pass `digits` ((N, 28, 28) uint8, white ink on black) to animate them, or `n` (and optionally
+        `digit`, as for `generate`) to generate videos from noise. This is what the course's sliders
+        scrub. guidance: see `default_guidance`.
         """
         if (digits is None) == (n is None):
             raise InputError("pass either digits (to animate) or n (to generate), not both")
+        guidance = check_guidance(guidance)
+        label = None
         if digits is not None:
+            if digit is not None:
+                raise InputError("digit asks for a class when generating from noise; animate() takes the digits themselves")
             condition = condition_from_digits(digits).to(self.device)
             n = condition.shape[0]
         else:
             condition = None
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InputError(f"n must be a positive integer, got {n!r}")
-        return sample_steps(self._denoiser(condition, guidance), self.schedule, self.cfg.prediction,
+            if digit is not None:
+                if not self.cfg.labels:
+                    raise ConfigError("this model was trained without class labels, so it cannot be asked for a "
+                                      "digit: use a model trained with them (the shipped writer, or --label-share > 0)")
+                label = digit_labels(digit, n).to(self.device)
+            elif guidance not in (None, 0.0, 1.0):
+                raise InputError("guidance needs something to guide toward: pass a digit (or animate digits)")
+        guidance = default_guidance(guidance, digit is not None)
+        return sample_steps(self._denoiser(condition, label, guidance), self.schedule, self.cfg.prediction,
                             self._shape(n), sampler=sampler, steps=None if sampler == "ddpm" else steps,
                             eta=eta, generator=_generator(seed), device=self.device, progress=progress)
 
@@ -95,7 +112,7 @@ class Pipeline:
         return to_frames(x)
 
     def animate(self, digits, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
-                guidance: float = 1.0, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+                guidance: float | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
         """Image-to-video: the writing video of each digit.
 
         Args:
@@ -103,7 +120,7 @@ class Pipeline:
             steps: DDIM steps (DDPM always takes all T).
             sampler: "ddim", "dpm++2m" (DPM-Solver++(2M)) or "ddpm".
             seed: seed for reproducible videos.
-            guidance: classifier-free guidance scale; 1 = conditional model, 0 = unconditional.
+            guidance: classifier-free guidance scale; 1 (None) = the conditional model, 0 = unconditional.
         Returns:
             (N, T, 28, 28) float tensor in [0, 1] on the CPU.
         """
@@ -111,7 +128,7 @@ class Pipeline:
                          eta=eta, progress=progress)
 
     def animate_image(self, images, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
-                      guidance: float = 1.0, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+                      guidance: float | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
         """Animate your own drawings: image files or arrays of any size, colour and polarity.
 
         Each image is made MNIST-like first (`tinydiff.drawing.digit_from_image`); every image is
@@ -129,10 +146,58 @@ class Pipeline:
         return self.animate(digits, steps=steps, sampler=sampler, seed=seed, guidance=guidance, eta=eta,
                             progress=progress)
 
-    def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None,
-                 eta: float = 0.0, progress: bool = False) -> torch.Tensor:
-        """Unconditional videos: (n, T, 28, 28) float tensor in [0, 1] on the CPU."""
-        return self._run(n=n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress)
+    def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
+                 progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
+        """Videos generated from noise: any digit, or "write me a 7".
+
+        Args:
+            n: number of videos.
+            steps, sampler, seed, eta: as for `animate`.
+            digit: None for unconditional videos (any digit); an integer 0-9 for n videos of that digit;
+                or n integers (a list, array or tensor), one per video. Needs a model trained with labels.
+            guidance: classifier-free guidance scale toward the digit; None means `LABEL_GUIDANCE`.
+                1 = the plain class-conditional model, 0 = unconditional, > 1 = more like the digit.
+        Returns:
+            (n, T, 28, 28) float tensor in [0, 1] on the CPU.
+        """
+        return self._run(n=n, digit=digit, steps=steps, sampler=sampler, seed=seed, guidance=guidance, eta=eta,
+                         progress=progress)
+
+
+def check_guidance(guidance) -> float | None:
+    """A guidance scale as a float (None stays None), or a one-line InputError."""
+    if guidance is None:
+        return None
+    if isinstance(guidance, bool) or not isinstance(guidance, numbers.Real) or not math.isfinite(guidance):
+        raise InputError(f"guidance must be a number, got {guidance!r}")
+    return float(guidance)
+
+
+def default_guidance(guidance: float | None, digit: bool) -> float:
+    """The guidance scale a sampling call uses: the one given, else `LABEL_GUIDANCE` when asking for a
+    digit, else 1 (the plain conditional model: image-to-video, or unconditional with nothing to guide)."""
+    if guidance is not None:
+        return float(guidance)
+    return LABEL_GUIDANCE if digit else 1.0
+
+
+def digit_labels(digit, n: int) -> torch.Tensor:
+    """The labels (n,) long of a `generate(n, digit=...)` request: an integer 0-9 for all n videos, or n
+    integers (list, array, tensor) one per video; anything else is a one-line InputError."""
+    try:
+        labels = torch.as_tensor(digit)
+    except (TypeError, ValueError, RuntimeError):
+        labels = None
+    if labels is None or labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex() \
+            or labels.dim() > 1:
+        raise InputError(f"digit must be an integer 0-9, or n of them (one per video), or None; got {digit!r}")
+    labels = labels.long().expand(n) if labels.dim() == 0 else labels.long()
+    if len(labels) != n:
+        raise InputError(f"digit holds {len(labels)} labels for n={n} videos; give one per video, or a single digit")
+    outside = labels[(labels < 0) | (labels >= CLASSES)]
+    if len(outside):
+        raise InputError(f"every digit must be an integer from 0 to {CLASSES - 1}, got {outside.unique().tolist()}")
+    return labels.clone()
 
 
 def to_frames(x: torch.Tensor) -> torch.Tensor:

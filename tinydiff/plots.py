@@ -10,8 +10,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import animation
+from matplotlib.figure import Figure
 
 from .errors import InputError
+from .model import ModelConfig
 from .schedule import NoiseSchedule
 
 
@@ -188,3 +190,154 @@ def trajectory_player(steps, every: int = 1, video: int = 0, fps: float = 4.0):
     """A scrubbable player over a sampling run (see `trajectory`)."""
     pictures, titles = trajectory(steps, every, video)
     return player(pictures, titles, fps=fps)
+
+
+def architecture(cfg: ModelConfig, batch: int = 1) -> Figure:
+    """The U-Net that `tinydiff.model.VideoUNet(cfg)` builds, one box per stage, drawn from the config.
+
+    Every box names its stage and the shape (B, C, F, H, W) of the tensor it outputs, computed from
+    `cfg` alone (channels, patch, levels, attention, frames, size, the input planes). Colours mark
+    where the condition enters (the input planes), where the timestep, label and frame-position
+    embeddings enter (every res block) and the levels with temporal attention. Each box's text has the
+    stage as its gid ("inputs", "down 0", "middle", "up 1", ...). Returns the figure (12 in wide).
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    levels, p, f = len(cfg.channels), cfg.patch, cfg.frames
+    widths, side = cfg.channels, [cfg.size // p // 2**i for i in range(levels)]
+    attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(levels)]
+    planes = ["x_t"]
+    if cfg.conditional:
+        planes += ["condition c"] + ["ink distance of c"] * cfg.ink_distance
+    planes += ["row coordinate", "frame coordinate"] if cfg.coord_channels else []
+    emb_dim, blocks = 4 * widths[0], f"{cfg.blocks_per_level} res block" + "s" * (cfg.blocks_per_level > 1)
+    n_planes = f"{len(planes)} plane" + "s" * (len(planes) > 1)
+    conv = "DualConv" if cfg.temporal_conv else "conv 1×3×3"
+    heads = f"temporal attention, {cfg.attention_heads} heads"
+    colours = {"plain": ("#f2f2f2", "#555555"), "attention": ("#d9f0e3", "#1b9e77"),
+               "condition": ("#fde3cc", "#d95f02"), "embedding": ("#e8e6f4", "#7570b3")}
+
+    def shape(c: int, s: int) -> str:
+        return f"({batch}, {c}, {f}, {s}, {s})"
+
+    top = 3 if p > 1 else 2  # rows above the first level: inputs, space-to-depth (if any), stem
+    pitch = 0.95  # inches between rows; the axes' data units are inches (the height is set at the end)
+    fig = plt.figure(figsize=(12, 1 + (top + levels + 3) * pitch))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_axis_off()
+    left, right = (0.45, 4.15), (7.85, 11.55)  # the encoder's column (going down), the decoder's (going up)
+    down_x, up_x = sum(left) / 2, sum(right) / 2
+
+    def y(row: int) -> float:
+        return 0.75 + row * pitch
+
+    def box(span, row, text, kind="plain", gid=None):
+        lines = text.count("\n") + 1
+        h = 0.16 * lines + 0.14
+        face, edge = colours[kind]
+        ax.add_patch(FancyBboxPatch((span[0], y(row) - h / 2), span[1] - span[0], h, gid=gid, facecolor=face,
+                                    edgecolor=edge, linewidth=1.2, boxstyle="round,pad=0,rounding_size=0.06"))
+        ax.text(sum(span) / 2, y(row), text, ha="center", va="center", fontsize=9, gid=gid, linespacing=1.25)
+        return span[0], span[1], y(row) - h / 2, y(row) + h / 2
+
+    def arrow(start, end, label=None, colour="#333333", **where):
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color=colour, lw=1.1, shrinkA=0,
+                                                               shrinkB=0))
+        if label:
+            ax.text(*where.pop("at", ((start[0] + end[0]) / 2 + 0.08, (start[1] + end[1]) / 2)), label,
+                    fontsize=8, color=colour, va="center", **where)
+
+    ax.text(6, 0.2, f"VideoUNet: every tensor is (B, C, F, H, W), here B = {batch}, F = {f} frames",
+            ha="center", va="center", fontsize=10, weight="bold")
+    inputs = box(left, 0, f"inputs: {n_planes} {shape(len(planes), cfg.size)}\n"
+                 f"{', '.join(planes[:3])}" + (f"\n{', '.join(planes[3:])}" if planes[3:] else ""),
+                 "condition" if cfg.conditional else "plain", "inputs")
+    if cfg.conditional:
+        c = box((4.6, 7.4), 0, f"condition c ({batch}, 1, {cfg.size}, {cfg.size})\n"
+                "the finished digit; zeros = none", "condition", "condition")
+        arrow((c[0], y(0)), (inputs[1], y(0)), colour=colours["condition"][1])
+        ax.text(6, c[3] + 0.12, "copied into every frame" + ", with its distance transform" * cfg.ink_distance,
+                ha="center", va="center", fontsize=8, color=colours["condition"][1])
+    channels_in = len(planes) * p * p
+    stack = [inputs]
+    if p > 1:
+        stack.append(box(left, 1, f"space-to-depth {p}×{p}: {n_planes} × {p * p} = {channels_in} "
+                         f"channels\n{shape(channels_in, side[0])}", gid="space-to-depth"))
+    stack.append(box(left, top - 1, f"stem: {conv} {channels_in} → {widths[0]}\n{shape(widths[0], side[0])}",
+                     gid="stem"))
+    for i in range(levels):
+        c_in = widths[max(i - 1, 0)]
+        stack.append(box(left, top + i, f"down level {i} · {side[i]}×{side[i]}: {blocks} {c_in} → {widths[i]}"
+                         + f"\n+ {heads}" * attention[i] + f"\n{shape(widths[i], side[i])}",
+                         "attention" if attention[i] else "plain", f"down {i}"))
+    for i, (upper, lower) in enumerate(zip(stack, stack[1:])):
+        label = f"avg pool 1×2×2 → {shape(widths[i - top], side[i - top + 1])}" if i >= top else None
+        arrow((down_x, upper[3]), (down_x, lower[2]), label)
+    rb, wl = top + levels, widths[-1]
+    middle_text = (f"middle · {side[-1]}×{side[-1]}: {blocks} {wl} → {wl}" + f"\n+ {heads}" * attention[-1]
+                   + f"\n{shape(wl, side[-1])}")
+    if cfg.global_context:
+        ctx = box(left, rb, f"global context: + 1×1 conv of each frame's\nmax over H, W: {shape(wl, 1)}\n"
+                  f"{shape(wl, side[-1])}", gid="global context")
+        arrow((down_x, stack[-1][3]), (down_x, ctx[2]))
+        mid = box(right, rb, middle_text, "attention" if attention[-1] else "plain", "middle")
+        arrow((ctx[1], y(rb)), (mid[0], y(rb)))
+    else:
+        mid = box((2.0, 10.0), rb, middle_text, "attention" if attention[-1] else "plain", "middle")
+        arrow((down_x, stack[-1][3]), (down_x, mid[2]))
+    ups = {}
+    for i in reversed(range(levels)):
+        text = (f"up level {i} · {side[i]}×{side[i]}: concat skip {shape(2 * widths[i], side[i])}\n"
+                f"{blocks} {2 * widths[i]} → {widths[i]}" + f" + {heads}" * attention[i]
+                + f"\n{shape(widths[i], side[i])}")
+        ups[i] = box(right, top + i, text, "attention" if attention[i] else "plain", f"up {i}")
+        arrow((stack[top + i][1], y(top + i)), (ups[i][0], y(top + i)), "skip", "#888888", ha="center",
+              at=(6, y(top + i) - 0.13))
+        below = ups[i + 1] if i + 1 < levels else mid
+        label = f"nearest ×2, conv 1×3×3 → {shape(widths[i], side[i])}" if i + 1 < levels else None
+        arrow((up_x, below[2]), (up_x, ups[i][3]), label, ha="right", at=(up_x - 0.08, (below[2] + ups[i][3]) / 2))
+    prediction = {"x0": "x_0", "eps": "the noise ε", "v": "v"}[cfg.prediction]
+    head = box(right, top - 1, f"head: norm, act, {conv} {widths[0]} → {p * p}\n{shape(p * p, side[0])}",
+               gid="head")
+    out = [head]
+    if p > 1:
+        out.append(box(right, 1, f"depth-to-space {p}×{p}\n{shape(1, cfg.size)}", gid="depth-to-space"))
+    out.append(box(right, 0, f"output: the predicted {prediction}\n{shape(1, cfg.size)}", gid="output"))
+    arrow((up_x, ups[0][2]), (up_x, head[3]))
+    for lower, upper in zip(out, out[1:]):
+        arrow((up_x, lower[2]), (up_x, upper[3]))
+
+    time = "t / T → MLP" if cfg.time_embedding == "mlp" else "t → sinusoidal features → MLP"
+    lines = [f"timestep {time}: ({batch}, {emb_dim})"]
+    if cfg.labels:
+        lines.append(f"+ label y (digit 0-9 or none) → learned embedding: ({batch}, {emb_dim})")
+    if cfg.film:
+        lines += [f"+ frame position → sinusoidal → Linear: ({f}, {emb_dim})",
+                  f"= emb ({batch}, {f}, {emb_dim}) → scale and shift (FiLM) per frame, in every res block"]
+    else:
+        lines.append(f"= emb ({batch}, {emb_dim}) → added in every res block")
+    emb = box((2.5, 9.5), rb + 1, "\n".join(lines), "embedding", "embedding")
+    purple = colours["embedding"][1]
+    across = (max(emb[0], mid[0]) + min(emb[1], mid[1])) / 2
+    arrow((across, emb[2]), (across, mid[3]), colour=purple)
+    for bus, edge, targets in ((0.2, emb[0], [stack[top + i] for i in range(levels)]),
+                               (11.8, emb[1], list(ups.values()))):
+        ax.plot([edge, bus, bus], [y(rb + 1), y(rb + 1), min(t[2] for t in targets) + 0.2], color=purple, lw=1.1)
+        for target in targets:
+            middle_y = (target[2] + target[3]) / 2
+            arrow((bus, middle_y), (target[0] if bus < 6 else target[1], middle_y), colour=purple)
+    norm = "GroupNorm per frame" if cfg.norm == "group" else "BatchNorm"
+    mix = "spatial 1×3×3 + temporal 3×1×1 conv, summed" if cfg.temporal_conv else "spatial only: no temporal branch"
+    notes = emb[3] + 0.3
+    ax.text(6, notes, f"res block: {norm} → {cfg.activation} → {conv} → emb → {cfg.activation} → {conv},"
+            f" + skip.   {conv}: {mix}.", ha="center", va="center", fontsize=8)
+    embeddings = "timestep" + " / label" * cfg.labels + " / frame position" * cfg.film + " embedding"
+    legend = (("condition", "condition"), ("attention", "temporal attention"), ("embedding", embeddings))
+    for x, (kind, text) in zip((3.0, 6.0, 9.0), legend):
+        face, edge = colours[kind]
+        ax.text(x, notes + 0.3, text, ha="center", va="center", fontsize=8, color=edge, gid="legend",
+                bbox=dict(facecolor=face, edgecolor=edge, boxstyle="round,pad=0.25"))
+    height = notes + 0.6
+    fig.set_size_inches(12, height)
+    ax.set_xlim(0, 12), ax.set_ylim(height, 0)
+    return fig

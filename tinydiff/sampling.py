@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
+from .model import NO_LABEL
 from .schedule import NoiseSchedule
 
 SAMPLERS = ("ddpm", "ddim", "dpm++2m")
@@ -192,20 +193,28 @@ def ddim_sample(denoise: Denoiser, schedule: NoiseSchedule, prediction: str, sha
     return sample(denoise, schedule, prediction, shape, sampler="ddim", steps=steps, eta=eta, **kwargs)
 
 
-def guided(model, condition: torch.Tensor | None, guidance: float = 1.0) -> Denoiser:
+def guided(model, condition: torch.Tensor | None = None, guidance: float = 1.0,
+           label: torch.Tensor | None = None) -> Denoiser:
     """Classifier-free guidance (Ho & Salimans 2022) as a denoiser for the samplers.
 
-    Convention: output = uncond + guidance (cond - uncond). guidance = 1 is the plain conditional model,
-    0 the unconditional one, > 1 pushes further toward the condition. One batched forward pass computes
-    both branches. condition: (B, 1, H, W) in [-1, 1], or None for unconditional sampling.
+    Convention: output = uncond + guidance (cond - uncond), where cond is the model given `condition`
+    and `label` and uncond the model given neither. guidance = 1 is the plain conditional model, 0 the
+    unconditional one, > 1 pushes further toward the condition. One batched forward pass computes
+    both branches. condition: (B, 1, H, W) in [-1, 1] or None; label: (B,) long (0-9) or None; at most
+    one of them, as in training, where a video gets its finished digit or its label, never both. With
+    neither, the model is unconditional whatever the guidance.
     """
-    if condition is None or guidance == 1.0:
-        return lambda x, t: model(x, t, condition)
+    if condition is not None and label is not None:
+        raise ConfigError("guide toward a condition image or a label, not both: the model never saw both at once")
+    if (condition is None and label is None) or guidance == 1.0:
+        return lambda x, t: model(x, t, condition, label)
     if guidance == 0.0:
-        return lambda x, t: model(x, t, None)
+        return lambda x, t: model(x, t, None, None)
+    conditions = None if condition is None else torch.cat([condition, torch.zeros_like(condition)])
+    labels = None if label is None else torch.cat([label, torch.full_like(label, NO_LABEL)])
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([condition, torch.zeros_like(condition)]))
+        both = model(torch.cat([x, x]), torch.cat([t, t]), conditions, labels)
         cond, uncond = both.float().chunk(2)  # the guidance sum in fp32 also under half-precision autocast
         return uncond + guidance * (cond - uncond)
 

@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import WritingVideos
 from .device import autocast, check_precision, no_tf32, resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, TrainingError
-from .model import ModelConfig, VideoUNet
+from .model import NO_LABEL, ModelConfig, VideoUNet
 from .schedule import NoiseSchedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -48,7 +48,11 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0  # max global gradient norm
     ema_decay: float = 0.999  # EMA of weights, warmed up as min(decay, (1 + step) / (10 + step))
-    cond_drop: float = 0.1  # probability of training a sample without its condition (for guidance)
+    # Conditioning modes (one per sample): nothing (cond_drop), the class label only (label_share), or
+    # the finished digit (the rest, image-to-video). Guidance needs the unconditional mode. The defaults
+    # are the shipped writer's (RESULTS.md, "Generation from noise").
+    cond_drop: float = 0.2  # probability of training a sample without any condition
+    label_share: float | None = None  # probability of a sample with its label alone; None: LABEL_SHARE with labels, else 0
     loss_weighting: str = "uniform"  # "uniform" or "min-snr" (Hang et al. 2023, gamma = 5)
     seed: int = 0
     checkpoint_every: int = 250  # steps between checkpoints (and one at the end)
@@ -66,9 +70,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("cond_drop", "ema_decay", "min_lr_ratio"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        for name in ("cond_drop", "label_share", "ema_decay", "min_lr_ratio"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must lie in [0, 1], got {value!r}")
         check_precision(self.precision)
         if self.loss_weighting not in ("uniform", "min-snr"):
             raise ConfigError(f"loss_weighting must be 'uniform' or 'min-snr', got {self.loss_weighting!r}")
@@ -84,6 +89,20 @@ class TrainResult:
     checkpoint: Path  # the final checkpoint
     losses: list[float]  # training loss of every step since the run began (resumed runs included)
     ema: VideoUNet  # the EMA network, in eval mode
+
+
+LABEL_SHARE = 0.4  # the default share of label-only videos for a model with labels
+
+
+def conditioning_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> float:
+    """The share of label-only training videos (cfg.label_share, or its default), checked against the model."""
+    share = cfg.label_share if cfg.label_share is not None else LABEL_SHARE if model_cfg.labels else 0.0
+    if share > 0 and not model_cfg.labels:
+        raise ConfigError("label_share > 0 needs a model with a label embedding (labels=True)")
+    if cfg.cond_drop + share > 1.0:
+        raise ConfigError(f"cond_drop + label_share must be at most 1 (the rest trains image-to-video), "
+                          f"got {cfg.cond_drop} + {share}")
+    return share
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -163,6 +182,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     that step (checkpointed, the learning-rate schedule still planned for `cfg.steps`), so a run can
     be trained in chunks and evaluated in between.
     """
+    label_share = conditioning_shares(cfg, model_cfg)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)  # before any process group: a refusal leaves none
     rank, world, device = _distributed(device)
@@ -234,18 +254,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
                 order, order_epoch = torch.tensor(list(sampler)).to(dataset.ink.device), epoch
             index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
             x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
+            label = dataset.labels[index.to(dataset.labels.device)].to(device)  # (B,)
 
             # Drawn on the training device (no host-to-device copies). A CPU and a GPU generator draw
             # different numbers for one seed; on one device, a step's draws depend on (seed, step, rank) only.
             g = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
             t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g, device=device)
             noise = torch.randn(x0.shape, generator=g, device=device)
-            keep = (torch.rand(len(index), generator=g, device=device) >= cfg.cond_drop).float().view(-1, 1, 1, 1)
+            mode = torch.rand(len(index), generator=g, device=device)  # [0, cond_drop): nothing; then the label; then the image
+            image = (mode >= cfg.cond_drop + label_share).float().view(-1, 1, 1, 1)
+            labelled = (mode >= cfg.cond_drop) & (mode < cfg.cond_drop + label_share)
+            label = torch.where(labelled, label, NO_LABEL) if model_cfg.labels else None
 
             x_t = schedule.q_sample(x0, t, noise)
             target = schedule.training_target(model_cfg.prediction, x0, noise, t)
             with autocast(device, precision):
-                output = net(x_t, t, condition * keep)
+                output = net(x_t, t, condition * image, label)
             per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
             loss = (loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t) * per_sample).mean()
             logged = _global_loss(loss, world)  # a host sync (fp16's scaler.step adds another)

@@ -1,11 +1,16 @@
 """Live widgets for the course (ipywidgets; only API shared by ipywidgets 7, as on Colab, and 8).
 
-Widgets need a running kernel; the rendered book shows kernel-free players instead (see `plots`:
-`player`, `video_player`, `trajectory_player`, `noising_player`).
+Two kinds: sliders over precomputed pictures (`picture_slider`, `timestep_slider`, `frame_slider`,
+`trajectory_slider`), which answer at once, and widgets that compute again on every change
+(`live_noising`: schedule and t; `live_sampler`: sampler, steps, eta, guidance, digit, network;
+`drawing_animator`: your drawing). Pictures are shown at their own pixel size and titles wrap.
+Widgets need a running kernel; the rendered book shows kernel-free players or grids instead (see
+`plots`: `player`, `video_player`, `trajectory_player`, `noising_player`).
 """
 
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -39,6 +44,22 @@ def _png(array: np.ndarray, scale: int) -> bytes:
     return buffer.getvalue()
 
 
+def _image(png: bytes, fmt: str = "png"):
+    """An ipywidgets Image shown at its own pixel size: a flex box (VBox, HBox) stretches a child without
+    a fixed width to the full width of the page, blurring small pictures into a smear."""
+    import ipywidgets as widgets
+
+    width, height = Image.open(io.BytesIO(png)).size
+    return widgets.Image(value=png, format=fmt, layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
+
+
+def _title(text: str = ""):
+    """A title line that wraps instead of being cut: ipywidgets' Label clips long text with an ellipsis."""
+    import ipywidgets as widgets
+
+    return widgets.HTML(value=html.escape(text))
+
+
 def drawing_animator(pipe, steps: int = 20, seed: int = 0, scale: int = 6):
     """Upload a drawing (or pick a shipped example), see it made MNIST-like, then watch it written.
 
@@ -54,8 +75,8 @@ def drawing_animator(pipe, steps: int = 20, seed: int = 0, scale: int = 6):
     upload = widgets.FileUpload(accept="image/*", multiple=False, description="Upload")
     choice = widgets.Dropdown(options=["(upload your own)", *examples], value=next(iter(examples)),
                               description="Drawing")
-    digit_view = widgets.Image(format="png", width=28 * scale, height=28 * scale)
-    video_view = widgets.Image(format="gif", width=28 * scale, height=28 * scale)
+    blank = _png(np.zeros((28, 28), dtype=np.uint8), scale)
+    digit_view, video_view = _image(blank), _image(blank, "gif")
     status = widgets.HTML()
 
     def show(source, name: str) -> None:
@@ -101,18 +122,18 @@ def picture_slider(pictures, titles=None, description: str = "step", scale: int 
     titles = list(titles) if titles is not None else [""] * len(pngs)
     slider = widgets.IntSlider(value=0, min=0, max=len(pngs) - 1, step=1, description=description,
                                continuous_update=True)
-    label = widgets.Label(titles[0])
-    view = widgets.Image(value=pngs[0], format="png")
+    label = _title(titles[0])
+    view = _image(pngs[0])
 
     def update(change) -> None:
         view.value = pngs[change["new"]]
-        label.value = titles[change["new"]]
+        label.value = html.escape(titles[change["new"]])
 
     slider.observe(update, names="value")
     return widgets.VBox([slider, label, view])
 
 
-def timestep_slider(video, schedule: NoiseSchedule, every: int = 10, seed: int = 0, scale: int = 3):
+def timestep_slider(video, schedule: NoiseSchedule, every: int = 10, seed: int = 0, scale: int = 2):
     """Live: drag t and watch the writing video (all frames) under q(x_t | x_0), same noise throughout."""
     timesteps = list(range(0, schedule.num_timesteps, every))
     x_t = noised(video, schedule, timesteps, seed)
@@ -135,3 +156,97 @@ def trajectory_slider(steps, every: int = 1, video: int = 0, scale: int = 3):
 
     pictures, titles = trajectory(steps, every, video)
     return picture_slider(pictures, titles, description="step", scale=scale)
+
+
+def live_noising(video, schedules=("linear", "cosine"), t: int = 250, seed: int = 0, scale: int = 2):
+    """Live: pick a noise schedule and a timestep; q(x_t | x_0) of the video (all frames) is computed anew
+    (same noise throughout, so only the schedule and t change the picture). video: (F, H, W) in [0, 1]."""
+    import ipywidgets as widgets
+
+    tables = {name: NoiseSchedule(name) for name in schedules}
+    first = tables[schedules[0]]
+    schedule = widgets.Dropdown(options=list(schedules), value=schedules[0], description="schedule")
+    step = widgets.IntSlider(value=t, min=0, max=first.num_timesteps - 1, step=1, description="t",
+                             continuous_update=True)
+    title, view = _title(), _image(_png(strip(np.asarray(video, dtype=np.float32)), scale))
+
+    def update(change=None) -> None:
+        chosen = tables[schedule.value]
+        x_t = noised(video, chosen, [step.value], seed)[0]  # (F, H, W)
+        view.value = _png(strip(((x_t + 1) / 2).clamp(0, 1).numpy()), scale)
+        signal = chosen.alphas_cumprod[step.value].item()
+        title.value = html.escape(f"{schedule.value} schedule, t = {step.value}: signal variance "
+                                  f"alpha_bar = {signal:.3f}, noise variance {1 - signal:.3f}")
+
+    schedule.observe(update, names="value")
+    step.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([schedule, step]), title, view])
+
+
+def live_sampler(pipes, n: int = 4, digits=None, digit: int | None = 7, guidance: float | None = None,
+                 steps: int = 10, sampler: str = "ddim", eta: float = 0.0, seed: int = 0, scale: int = 3):
+    """Live: change the sampler, its steps, eta, the guidance, the digit (or the network) and the model
+    samples again; a few seconds on 2 CPU cores at the defaults.
+
+    Args:
+        pipes: a `Pipeline`, or {name: Pipeline} to choose among (a "network" menu).
+        n: videos generated from noise (ignored with `digits`).
+        digits: (N, 28, 28) uint8 digits to animate instead of generating (image-to-video; no digit menu).
+        digit: the digit asked for at first (None: any digit, unconditional); only for models with labels.
+        guidance, steps, sampler, eta, seed: the first settings (see `Pipeline.generate`); DDPM's 1,000
+            steps are too slow to be live, so the menu offers DDIM and DPM-Solver++(2M).
+    Returns:
+        an ipywidgets VBox: the controls, a status line (what was sampled, in how many seconds), the videos.
+    """
+    import time
+
+    import ipywidgets as widgets
+
+    from .pipeline import LABEL_GUIDANCE
+
+    pipes = pipes if isinstance(pipes, dict) else {"model": pipes}
+    if not pipes:
+        raise InputError("no model to sample")
+    network = widgets.Dropdown(options=list(pipes), description="network", layout={"display": "" if len(pipes) > 1 else "none"})
+    labelled = any(p.cfg.labels for p in pipes.values()) and digits is None
+    asked = widgets.Dropdown(options=[("any", None)] + [(str(d), d) for d in range(10)], value=digit if labelled else None,
+                             description="digit", layout={"display": "" if labelled else "none"})
+    scale_guidance = widgets.FloatSlider(value=guidance if guidance is not None else LABEL_GUIDANCE if labelled else 1.0,
+                                         min=0.0, max=5.0, step=0.5, description="guidance", continuous_update=False)
+    menu = widgets.Dropdown(options=[("DDIM", "ddim"), ("DPM-Solver++(2M)", "dpm++2m")], value=sampler,
+                            description="sampler")
+    count = widgets.IntSlider(value=steps, min=1, max=50, description="steps", continuous_update=False)
+    noise = widgets.FloatSlider(value=eta, min=0.0, max=1.0, step=0.1, description="eta", continuous_update=False)
+    status = _title()
+    blank = _png(np.zeros((28, 28 * (len(digits) if digits is not None else n)), dtype=np.uint8), scale)
+    view = _image(blank, "gif")
+
+    def update(change=None) -> None:
+        noise.disabled = menu.value != "ddim"  # eta is DDIM's; DPM-Solver++(2M) is deterministic
+        guide = scale_guidance.value
+        if digits is None and asked.value is None:  # nothing to guide toward
+            guide = None
+        pipe = pipes[network.value]
+        options = dict(steps=count.value, sampler=menu.value, seed=seed, eta=noise.value if menu.value == "ddim" else 0.0)
+        status.value = "<i>sampling ...</i>"
+        started = time.perf_counter()
+        try:
+            if digits is not None:
+                videos = pipe.animate(digits, guidance=guide, **options)
+            else:
+                videos = pipe.generate(n, digit=asked.value if pipe.cfg.labels else None, guidance=guide, **options)
+        except TinydiffError as error:
+            status.value = f"<b>{html.escape(str(error))}</b>"
+            return
+        view.value = gif_bytes(videos, scale=scale, columns=len(videos))
+        what = "animated" if digits is not None else "any digit" if asked.value is None else f"digit {asked.value}"
+        status.value = html.escape(f"{network.value}: {what}, {menu.label} {count.value} steps"
+                                   + (f", eta {noise.value:g}" if menu.value == "ddim" else "")
+                                   + (f", guidance {guide:g}" if guide is not None else "")
+                                   + f", seed {seed}: {time.perf_counter() - started:.1f} s")
+
+    for control in (network, asked, scale_guidance, menu, count, noise):
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([network, asked, menu]), widgets.HBox([count, noise, scale_guidance]), status, view])

@@ -1,78 +1,154 @@
+import json
+
 import pytest
 import torch
 
-from tinydiff import InputError, Pipeline, VideoUNet, pretrained
-from tinydiff.ablation import BUDGET, VARIANTS, compare, consistency, table
+from tinydiff import ConfigError, InputError, Pipeline, VideoUNet, pretrained
+from tinydiff.ablation import (BATCH, BUDGET, TASKS, VARIANTS, VIDEOS, load_measured, main, measure, per_video,
+                               sample, save_measured, summary, train_arguments)
 from tinydiff.checkpoint import SHIPPED
-from tinydiff.model import frame_influence, preset
+from tinydiff.cli import build_parser
+from tinydiff.model import frames_reached, preset
 
-from .conftest import InkCounter
+from .conftest import SureOfEvenCounts
+
+CPU = torch.device("cpu")
 
 
-def test_consistency_hand_computed():
-    videos = torch.zeros(2, 15, 28, 28)
+def test_per_video_hand_computed():
+    videos = torch.zeros(4, 15, 28, 28, device=CPU)
     for k in range(15):  # video 0 writes one more pixel per frame: monotone, never vanishing
         videos[0, k:, 0, k] = 1
     videos[1, :, 5, 5] = 1  # video 1: one pixel throughout, and a second one that blinks in frame 12 only
     videos[1, 12, 6, 6] = 1
-    row = consistency(videos, InkCounter(), truth=videos.clone(), digits=(videos[:, -1] * 255).to(torch.uint8))
-    # Video 0 has 10..15 pixels in frames 9..14, the counter caps at 9: no switch. Video 1: 1 -> 2 -> 1.
-    assert row["switches"] == pytest.approx((0 + 2) / 2)
-    assert row["switched"] == pytest.approx(0.5)
-    # Video 1: ink before the last frame is 14 + 1 pixels, one of which vanishes -> 1/15; video 0: 0.
-    assert row["vanish"] == pytest.approx((0 + 1 / 15) / 2)
-    # Video 1: the blinking pixel toggles twice and needs none; 2 pixels are ever inked -> 1.0.
-    assert row["flicker"] == pytest.approx((0 + 1.0) / 2)
-    assert row["iou"] == 1.0 and row["last"] == 1.0
+    videos[2:, :, 3, :4] = 1  # videos 2 and 3: four pixels throughout, read as a 4 with p = 0.95
+    asked = torch.tensor([9, 1, 4, 5])
+    rows = per_video(videos, SureOfEvenCounts(), asked=asked, truth=videos.clone())
+    # Video 0 holds 10..15 pixels in frames 10..15: read as 9 throughout (capped), with p = 0.5 (odd).
+    # Video 1 holds 1, 1, 1, 2 (frame 13), 1, 1 pixels in frames 10..15.
+    assert rows["read"].tolist() == [0.0, 0.0, 1.0, 0.0]  # only video 2 is read, and as asked, with p >= 0.9
+    assert rows["switches"].tolist() == [0.0, 2.0, 0.0, 0.0]
+    assert rows["stable"].tolist() == pytest.approx([1.0, 5 / 6, 1.0, 1.0])
+    assert rows["vanish"].tolist() == pytest.approx([0.0, 1 / 15, 0.0, 0.0])  # 1 of 15 inked pixels before the end
+    assert rows["flicker"].tolist() == pytest.approx([0.0, 1.0, 0.0, 0.0])  # 2 excess toggles / 2 ever-inked pixels
+    assert rows["iou"].tolist() == [1.0, 1.0, 1.0, 1.0]
+    assert all(value.dtype == torch.float64 and value.shape == (4,) for value in rows.values())
+    unasked = per_video(videos, SureOfEvenCounts())
+    assert "iou" not in unasked and unasked["read"].tolist() == [0.0, 0.0, 1.0, 1.0]  # any digit, p >= 0.9
 
 
-def test_consistency_without_truth_has_no_iou():
-    row = consistency(torch.zeros(1, 15, 28, 28), InkCounter())
-    assert set(row) == {"vanish", "flicker", "switches", "switched"}
-
-
-def test_table_hand_written():
-    rows = {"a": {"iou": 0.91234, "vanish": 0.0012, "switched": 0.25}, "b": {"iou": 0.5}}
-    assert table(rows) == ("| model | frame IoU | vanishing ink | videos that switch |\n"
-                           "| --- | ---: | ---: | ---: |\n"
-                           "| a | 0.91 | 0.1% | 25% |\n"
-                           "| b | 0.50 | – | – |")
-    with pytest.raises(InputError, match="unknown columns"):
-        table(rows, columns=["iou", "speed"])
-    with pytest.raises(InputError, match="no rows"):
-        table({})
-
-
-def test_compare_samples_every_model_from_the_same_noise(tiny_config):
+def test_sample_uses_the_batch_start_as_seed_and_asks_for_i_mod_10(tiny_config):
     torch.manual_seed(0)
-    model = VideoUNet(tiny_config)
-    pipes = {"one": Pipeline(model, "cpu"), "same": Pipeline(model, "cpu")}
-    rows, videos = compare(pipes, InkCounter(), n=2, steps=2, seed=3, progress=False)
-    assert torch.equal(videos["one"], videos["same"])
-    assert videos["one"].shape == (2, 15, 28, 28)
-    assert set(rows["one"]) == {"vanish", "flicker", "switches", "switched", "seconds"}
-    digits = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
-    truth = torch.zeros(2, 15, 28, 28)
-    rows, _ = compare(pipes, InkCounter(), digits=digits, truth=truth, steps=2, progress=False)
-    assert {"iou", "last"} <= set(rows["one"])
+    pipe = Pipeline(VideoUNet(tiny_config), "cpu")
+    videos, asked = sample(pipe, "class-conditional", 16, 4)
+    assert asked.tolist() == [6, 7, 8, 9]
+    expected = pipe.generate(4, seed=16, digit=[6, 7, 8, 9], **TASKS["class-conditional"])
+    assert torch.equal(videos, expected)
+    digits = torch.randint(0, 256, (20, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(20) % 10
+    videos, asked = sample(pipe, "image-to-video", 16, 4, (digits, labels))
+    assert torch.equal(videos, pipe.animate(digits[16:], seed=16, **TASKS["image-to-video"]))
+    assert asked.tolist() == [6, 7, 8, 9]
+    assert sample(pipe, "unconditional", 0, 2)[1] is None
+    with pytest.raises(InputError, match="held-out digits up to number 24"):
+        sample(pipe, "image-to-video", 16, 8, (digits, labels))
+    with pytest.raises(InputError, match="unknown task"):
+        sample(pipe, "video-to-image", 0, 1)
 
 
-def test_compare_refuses_unclear_requests(tiny_config):
-    pipes = {"m": Pipeline(VideoUNet(tiny_config), "cpu")}
-    with pytest.raises(InputError, match="either digits"):
-        compare(pipes, InkCounter())
-    with pytest.raises(InputError, match="true videos"):
-        compare(pipes, InkCounter(), digits=torch.zeros(1, 28, 28, dtype=torch.uint8))
+def test_measure_keeps_every_video_and_extends_runs_exactly(tiny_config, monkeypatch):
+    import tinydiff.ablation as ablation
+
+    monkeypatch.setattr(ablation, "TASKS", {name: {**sampling, "steps": 2} for name, sampling in TASKS.items()})
+    torch.manual_seed(0)
+    pipes = {"a": Pipeline(VideoUNet(tiny_config), "cpu")}
+    digits = torch.randint(0, 256, (2 * BATCH, 28, 28), dtype=torch.uint8)
+    heldout = (digits, torch.arange(2 * BATCH) % 10)
+    short = measure(pipes, SureOfEvenCounts(), heldout, videos=BATCH, progress=False)
+    long = measure(pipes, SureOfEvenCounts(), heldout, videos=2 * BATCH, progress=False)
+    for task in TASKS:
+        for key, values in short["models"]["a"][task].items():
+            assert len(values) == BATCH and len(long["models"]["a"][task][key]) == 2 * BATCH
+            assert long["models"]["a"][task][key][:BATCH] == values  # the same first batch, bit for bit
+    assert "iou" in short["models"]["a"]["image-to-video"] and "iou" not in short["models"]["a"]["unconditional"]
+    with pytest.raises(InputError, match="multiple of"):
+        measure(pipes, SureOfEvenCounts(), heldout, videos=BATCH + 1)
     with pytest.raises(InputError, match="no models"):
-        compare({}, InkCounter(), n=1)
+        measure({}, SureOfEvenCounts(), heldout)
+
+
+def hand_results(name="ablation-per-frame"):
+    rows = {"read": [1.0, 0.0, 1.0, 1.0], "flicker": [0.0, 0.1, 0.2, 0.3]}
+    return {"settings": {"videos": 4}, "models": {name: {"seconds": {}, **{task: dict(rows) for task in TASKS}}}}
+
+
+def test_measurements_are_saved_with_what_they_depend_on_and_refused_when_stale(tmp_path):
+    path = tmp_path / "measured.json"
+    results = hand_results()
+    save_measured(results, path)
+    assert results == hand_results(), "saving leaves the caller's results as they were"
+    assert load_measured(path)["models"]["ablation-per-frame"]["unconditional"]["read"] == [1.0, 0.0, 1.0, 1.0]
+    saved = json.loads(path.read_text())
+    for change, part in ((("models", "ablation-per-frame", "sha256"), "other weights"),
+                         (("settings", "classifier_sha256"), "another classifier_sha256"),
+                         (("settings", "batch"), "another batch")):
+        stale = json.loads(json.dumps(saved))
+        *parents, key = change
+        target = stale
+        for parent in parents:
+            target = target[parent]
+        target[key] = "0" * 64
+        path.write_text(json.dumps(stale))
+        with pytest.raises(ConfigError, match=part):
+            load_measured(path)
+    for broken in ("{not json", "{}"):
+        path.write_text(broken)
+        with pytest.raises(ConfigError, match="make ablation-measure"):
+            load_measured(path)
+    with pytest.raises(ConfigError, match="no readable ablation measurements"):
+        load_measured(tmp_path / "missing.json")
+    with pytest.raises(InputError, match="not shipped: my-net"):
+        save_measured(hand_results("my-net"), path)
+
+
+def test_measuring_with_a_bad_count_ends_in_one_line_before_any_work(capsys):
+    assert main(["measure", "--videos", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m tinydiff.ablation: error:") and "multiple of 16" in err and err.count("\n") == 1
+
+
+def test_summary_shows_the_mean_inside_its_interval():
+    table = summary(hand_results(), "unconditional", columns=["read", "flicker"])
+    header, rule, row = table.splitlines()
+    assert header == "| model | last frame read (p >= 0.9) | flicker |"
+    assert rule == "| --- | ---: | ---: |"
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[0] == "ablation-per-frame"
+    for cell, mean in zip(cells[1:], (0.75, 0.15)):  # means by hand
+        shown, interval = cell.split(" [")
+        low, high = (float(x) for x in interval.rstrip("]").split(", "))
+        assert float(shown) == pytest.approx(mean) and low <= mean <= high
+    with pytest.raises(InputError, match="no measure"):
+        summary(hand_results(), "unconditional", columns=["iou"])
+    with pytest.raises(InputError, match="unknown task"):
+        summary(hand_results(), "painting")
+    with pytest.raises(InputError, match="no models"):
+        summary({"models": {}}, "unconditional")
+
+
+def test_train_arguments_are_the_budget():
+    args = build_parser().parse_args(train_arguments("ablation-temporal-conv", "runs/x"))
+    assert args.preset == "temporal-conv" and args.out == "runs/x"
+    assert {key: getattr(args, key) for key in BUDGET} == BUDGET
+    with pytest.raises(InputError, match="unknown ablation network"):
+        train_arguments("ablation-everything", "runs/x")
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_shipped_ablation_models_share_one_budget(name):
     assert name in SHIPPED
     pipe = pretrained(name, device="cpu")
-    # The shipped ablation networks predate the label embedding (issue 11 retrains them with the writer's recipe).
-    assert pipe.cfg == preset(VARIANTS[name], labels=False)
+    assert pipe.cfg == preset(VARIANTS[name])
     payload = torch.load(pipe_path(name), weights_only=True)
     trained = payload["train_config"]
     assert payload["step"] == BUDGET["steps"]
@@ -81,11 +157,19 @@ def test_shipped_ablation_models_share_one_budget(name):
 
 def test_shipped_ablation_models_reach_as_far_in_time_as_their_design():
     # Nudge the first frame and count the output frames that move.
-    reach = {name: int((frame_influence(pretrained(name, device="cpu").model, 0) > 1e-6).sum())
-             for name in VARIANTS}
+    reach = {name: int(frames_reached(pretrained(name, device="cpu").model, 0).sum()) for name in VARIANTS}
     assert reach["ablation-per-frame"] == 1  # only the frame that was nudged
-    assert 3 <= reach["ablation-temporal-conv"] < 15  # stacked 3x1x1 kernels: far, but not the whole video
+    # 12 stacked 3x1x1 kernels: at least the next frames, at most 12 frames further (frame 13)
+    assert 3 <= reach["ablation-temporal-conv"] <= 13
     assert reach["ablation-attention"] == 15  # attention at 7 px lets every frame see every other
+
+
+def test_shipped_measurements_belong_to_the_shipped_weights():
+    results = load_measured()
+    assert list(results["models"]) == [*VARIANTS, "writer"]
+    assert results["settings"]["videos"] == VIDEOS and results["settings"]["tasks"] == TASKS
+    for model in results["models"].values():
+        assert all(len(values) == VIDEOS for task in TASKS for values in model[task].values())
 
 
 def pipe_path(name):

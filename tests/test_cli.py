@@ -57,8 +57,7 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     (["generate", "--digit", "10"], "every digit must be an integer from 0 to 9, got [10]"),
     (["generate", "-n", "3", "--digit", "1", "2"], "digit holds 2 labels for n=3 videos"),
     (["generate", "--digit", "3", "--heldout-digits", "2"], "choose one"),
-    (["generate", "--digit", "3", "--pretrained", "ablation-attention", "--device", "cpu"], "without class labels"),
-    (["generate", "--guidance", "2", "--pretrained", "ablation-attention", "--device", "cpu", "--steps", "1", "-n", "1"],
+    (["generate", "--guidance", "2", "--pretrained", "writer", "--device", "cpu", "--steps", "1", "-n", "1"],
      "needs something to guide toward"),
     (["generate", "--device", "cpu", "--precision", "bf16"], "precision bf16 needs a CUDA GPU"),
     (["train", "--device", "cpu", "--precision", "fp16", "--steps", "1"], "precision fp16 needs a CUDA GPU"),
@@ -70,6 +69,22 @@ def test_bad_settings_end_in_one_line_before_any_work(command, message, tmp_path
     assert main([*command, "--quiet"] if command[0] != "bench" else command) == 2
     err = capsys.readouterr().err
     assert err.startswith("tinydiff: error:") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir()), "nothing is written"
+
+
+def test_asking_a_model_without_labels_for_a_digit_ends_in_one_line(tmp_path_factory, tmp_path, capsys, monkeypatch):
+    from tinydiff import VideoUNet
+    from tinydiff.checkpoint import save_checkpoint
+    from tinydiff.model import preset
+
+    cfg = preset("tiny", labels=False)
+    path = tmp_path_factory.mktemp("unlabelled") / "weights.pt"  # like `tinydiff export` writes
+    save_checkpoint({"model_config": cfg.to_dict(), "train_config": None, "precision": None,
+                     "model": VideoUNet(cfg).state_dict(), "ema": None, "step": 0}, path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", "--digit", "3", "--checkpoint", str(path), "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tinydiff: error:") and "without class labels" in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir()), "nothing is written"
 
 

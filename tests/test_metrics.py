@@ -4,7 +4,7 @@ import torch
 from tinydiff import InputError
 from tinydiff.metrics import flicker, frame_iou, last_frame_fidelity, vanishing_ink
 
-from .conftest import InkCounter
+from .conftest import InkCounter, SureOfEvenCounts
 
 
 def video(*frames):
@@ -232,18 +232,6 @@ def test_nearest_training_iou_refuses_bad_shapes():
     assert nearest_training_iou(torch.zeros(0, 28, 28), digits).shape == (0,)
 
 
-class SureOfEvenCounts(InkCounter):
-    """A stand-in classifier: the label is the ink count (capped at 9), with probability 0.95 for an even
-    count and 0.5 for an odd one."""
-
-    def probabilities(self, images):
-        labels = self.predict(images)
-        sure = torch.where(labels % 2 == 0, 0.95, 0.5)
-        probabilities = ((1 - sure) / 9)[:, None].repeat(1, 10)
-        probabilities[torch.arange(len(images)), labels] = sure
-        return probabilities
-
-
 def test_generation_report_by_hand():
     import math
 
@@ -271,3 +259,50 @@ def test_generation_report_by_hand():
     for wrong in ([2, 3, 5], [2.0, 3.0, 5.0, 1.0]):
         with pytest.raises(InputError, match="one integer label per video"):
             generation_report(videos, SureOfEvenCounts(), training, asked=wrong)
+
+
+def test_read_as_asked_by_hand():
+    from tinydiff.metrics import read_as_asked
+
+    videos = torch.zeros(3, 15, 28, 28, device=CPU)
+    videos[0, -1, 0, :2] = 1  # read as 2 with p = 0.95
+    videos[1, -1, 0, :3] = 1  # read as 3 with p = 0.5: never confident
+    videos[2, -1, 0, :4] = 1  # read as 4 with p = 0.95
+    assert read_as_asked(videos, SureOfEvenCounts()).tolist() == [True, False, True]
+    assert read_as_asked(videos, SureOfEvenCounts(), asked=torch.tensor([2, 3, 5])).tolist() == [True, False, False]
+
+
+def test_bootstrap_interval_matches_scipy_and_the_normal_approximation():
+    import numpy as np
+    from scipy import stats
+
+    from tinydiff.metrics import bootstrap_interval
+
+    values = np.random.default_rng(0).exponential(size=400)  # skewed, like most per-video measures
+    low, high = bootstrap_interval(values, level=0.95, resamples=20_000)
+    reference = stats.bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=20_000,
+                                method="percentile", random_state=1).confidence_interval
+    # Two independent bootstraps of the same data: endpoints agree to a small share of the width.
+    width = reference.high - reference.low
+    assert low == pytest.approx(reference.low, abs=0.03 * width)
+    assert high == pytest.approx(reference.high, abs=0.03 * width)
+    # And both are close to mean +- 1.96 standard errors.
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))
+    assert (high - low) / 2 == pytest.approx(half, rel=0.05)
+    shares = np.r_[np.ones(30), np.zeros(10)]  # a share of 0.75 on 40 videos
+    low, high = bootstrap_interval(shares)
+    assert low < 0.75 < high and 0.0 <= low and high <= 1.0
+    assert bootstrap_interval(np.full(10, 0.3)) == pytest.approx((0.3, 0.3))  # no spread, no width
+
+
+def test_bootstrap_interval_refuses_what_it_cannot_estimate():
+    from tinydiff.metrics import bootstrap_interval
+
+    with pytest.raises(InputError, match="at least 2 values"):
+        bootstrap_interval([0.5])
+    with pytest.raises(InputError, match="finite"):
+        bootstrap_interval([0.5, float("nan")])
+    with pytest.raises(InputError, match="level"):
+        bootstrap_interval([0.1, 0.2], level=95)
+    with pytest.raises(InputError, match="resamples"):
+        bootstrap_interval([0.1, 0.2], resamples=10)

@@ -302,3 +302,13 @@ def test_frame_influence_reports_the_reach_in_time():
     assert per_frame[2] > 0 and torch.count_nonzero(per_frame) == 1
     attention_only = frame_influence(randomised(VideoUNet(small(temporal_conv=False))), 2)
     assert torch.all(attention_only > 0)
+
+
+def test_frames_reached_follows_the_design():
+    from tinydiff.model import frames_reached
+
+    per_frame = VideoUNet(small(temporal_conv=False, temporal_attention=False))
+    assert frames_reached(per_frame, 2).tolist() == [k == 2 for k in range(per_frame.cfg.frames)]
+    convolved = randomised(VideoUNet(small(temporal_attention=False)))
+    assert frames_reached(convolved, 0)[:2].all()  # a 3x1x1 convolution reaches the next frame at least
+    assert frames_reached(randomised(VideoUNet(small(temporal_conv=False))), 2).all()

@@ -226,3 +226,47 @@ def test_architecture_shapes_are_the_networks(close_figures):
     seen["global context"] = (*seen["global context"][:3], *seen["middle"][3:])  # the 1x1 max, broadcast back
     assert {name: str(shape) for name, shape in seen.items()} == {name: drawn[name] for name in seen}
     assert drawn["output"] == str(tuple(out.shape))
+
+
+def test_frame_changes_colours_kept_added_and_vanished_ink_by_hand():
+    from tinydiff.plots import ADDED, KEPT, VANISHED, frame_changes, show_frame_changes
+
+    video = torch.zeros(1, 3, 4, 4)
+    video[0, :, 0, 0] = 1  # ink throughout: kept
+    video[0, 1:, 1, 1] = 0.8  # appears in frame 2
+    video[0, 1, 2, 2] = 0.9  # appears in frame 2, vanishes in frame 3
+    changes = frame_changes(video)
+    assert changes.shape == (1, 2, 4, 4, 3)
+    assert tuple(changes[0, 0, 0, 0]) == pytest.approx(KEPT) and tuple(changes[0, 1, 0, 0]) == pytest.approx(KEPT)
+    assert tuple(changes[0, 0, 1, 1]) == pytest.approx(ADDED) and tuple(changes[0, 1, 1, 1]) == pytest.approx(KEPT)
+    assert tuple(changes[0, 0, 2, 2]) == pytest.approx(ADDED) and tuple(changes[0, 1, 2, 2]) == pytest.approx(VANISHED)
+    assert changes[0, :, 3].max() == 0.0  # never inked: black
+    with pytest.raises(InputError, match="T >= 2"):
+        frame_changes(torch.zeros(1, 1, 4, 4))
+    with pytest.raises(InputError, match="2 labels for 1 videos"):
+        show_frame_changes(video, labels=["a", "b"])
+    show_frame_changes(video, labels=["a"])
+
+
+def first_player_picture(html: str) -> np.ndarray:
+    """The first frame a jshtml player embeds, as an RGB array."""
+    import base64
+    import re
+
+    encoded = re.search(r"data:image/png;base64,([A-Za-z0-9+/=\\\n]+)", html).group(1)
+    data = base64.b64decode(encoded.replace("\\\n", "").replace("\n", ""))
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_player_titles_are_never_clipped_and_pictures_keep_their_scale():
+    picture = np.ones((28, 28))  # white: the picture is told from the title band by position
+    html = player([picture], ["frame 1: priority > 0.93 x max, a title wider than the picture"], scale=2).data
+    image = first_player_picture(html)
+    dark = image.min(axis=2) < 128  # (rows, columns): title text (the picture itself is white)
+    assert image.shape[1] > 2 * 28, "the figure widened to fit the title"
+    assert dark.any(), "the title is drawn"
+    assert not dark[:, :2].any() and not dark[:, -2:].any(), "nothing touches the left or right edge"
+    assert not dark[:2].any(), "nor the top"
+    short = first_player_picture(player([np.zeros((28, 28))], ["a"], scale=4).data)
+    columns = np.flatnonzero(short[-1].max(axis=1) < 20)  # the picture's bottom row: black pixels
+    assert len(columns) == 28 * 4 and short.shape[1] == 28 * 4, "a short title keeps the picture's own width"

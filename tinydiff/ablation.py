@@ -1,24 +1,38 @@
 """The temporal-consistency ablation: three networks that differ only in how their frames talk.
 
     ablation-per-frame      spatial 1x3x3 convolutions only: every frame is denoised on its own
-    ablation-temporal-conv  + the temporal 3x1x1 branch in every block (a few neighbouring frames)
+    ablation-temporal-conv  + the temporal 3x1x1 branch in every block (one frame further per layer)
     ablation-attention      + temporal attention at 7 px (every frame sees all 15; the writer's design)
 
-All three are trained with the same budget (`BUDGET`, `make ablation`) and ship inside the package:
-`tinydiff.pretrained("ablation-per-frame")` and so on. `compare` samples them all from the same noise
-and measures what chapter 4 of the course tabulates.
+All three are trained with the writer's recipe on one shared budget (`BUDGET`) and ship inside the
+package: `tinydiff.pretrained("ablation-per-frame")` and so on. `measure` samples every model on the same
+seeds for the three tasks of `TASKS` and keeps every video's measures, so that chapter 4 can put
+bootstrap confidence intervals on the means; the shipped measurements (`MEASURED`) are what
+
+    python -m tinydiff.ablation train     # `make ablation`: about 95 minutes on 2 CPU cores
+    python -m tinydiff.ablation measure   # `make ablation-measure`: about 16 minutes; writes MEASURED
+
+produce (record the SHA-256s that training prints in `tinydiff.checkpoint.SHIPPED` in between).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
+from importlib import resources
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .errors import InputError
-from .metrics import flicker, frame_iou, identity_switches, last_frame_fidelity, vanishing_ink
-from .pipeline import Pipeline, pretrained
+from .checkpoint import CLASSIFIER, SHIPPED, export_weights
+from .data import load_mnist, writing_videos
+from .errors import ConfigError, InputError, TinydiffError
+from .metrics import (CONFIDENT, bootstrap_interval, flicker, frame_iou, identity_stability, identity_switches,
+                      read_as_asked, self_consistency, vanishing_ink)
+from .pipeline import LABEL_GUIDANCE, Pipeline, pretrained
 
 # Shipped name -> the model preset it was trained from.
 VARIANTS: dict[str, str] = {
@@ -26,19 +40,30 @@ VARIANTS: dict[str, str] = {
     "ablation-temporal-conv": "temporal-conv",
     "ablation-attention": "default",
 }
-# The one training budget all three share (the tinydiff train options of `make ablation`).
-BUDGET = {"steps": 1000, "batch_size": 16, "lr": 2e-3, "seed": 0}
+# The one training budget all three share: the writer's recipe (`make writer`: the same batch, learning
+# rate, conditioning modes and seed) in a shorter run, 1,000 steps (its warm-up and cosine decay included)
+# instead of the writer's 2,400.
+BUDGET = {"steps": 1000, "batch_size": 64, "lr": 3e-3, "cond_drop": 0.2, "label_share": 0.4, "seed": 0}
 
-# metric key -> (column heading, format). Two decimals: a few dozen videos measure a mean
-# no closer than about 0.01, and a third digit would change with the order of float sums on another CPU.
+# What each model is asked for, and how it is sampled. Video i of a task uses seed (i // BATCH) * BATCH,
+# so the first k * BATCH videos of a longer run are exactly a shorter run's.
+TASKS: dict[str, dict] = {
+    "image-to-video": {"steps": 10},  # held-out digit i, judged against its true label and writing video
+    "class-conditional": {"steps": 20, "guidance": LABEL_GUIDANCE},  # "write me an (i mod 10)"
+    "unconditional": {"steps": 20},
+}
+VIDEOS, BATCH = 256, 16
+MEASURED = "ablation-measured.json"  # in tinydiff/weights/, beside the weights it was measured on
+
+# per-video measure -> (column heading, format of the mean and its interval)
 COLUMNS = {
-    "iou": ("frame IoU", "{:.2f}"),
-    "last": ("last-frame IoU", "{:.2f}"),
-    "vanish": ("vanishing ink", "{:.1%}"),
-    "flicker": ("flicker", "{:.2f}"),
+    "read": (f"last frame read (p >= {CONFIDENT})", "{:.2f}"),
+    "iou": ("frame IoU with the truth", "{:.3f}"),
+    "stable": ("identity stable (frames 10-15)", "{:.2f}"),
+    "consistent": ("self-consistency", "{:.2f}"),
+    "flicker": ("flicker", "{:.3f}"),
+    "vanish": ("vanishing ink", "{:.2%}"),
     "switches": ("identity switches / video", "{:.2f}"),
-    "switched": ("videos that switch", "{:.0%}"),
-    "seconds": ("sampling s", "{:.1f}"),
 }
 
 
@@ -47,59 +72,186 @@ def load_variants(device=None) -> dict[str, Pipeline]:
     return {name: pretrained(name, device=device) for name in VARIANTS}
 
 
-def consistency(videos: torch.Tensor, classifier, truth: torch.Tensor | None = None,
-                digits: torch.Tensor | None = None) -> dict[str, float]:
-    """Means over videos (N, T, H, W) in [0, 1]: vanishing ink, flicker, identity switches (and the share
-    of videos with at least one), plus frame IoU against `truth` and last-frame IoU against `digits`
-    when given."""
-    switches = identity_switches(videos, classifier).double()
-    row = {"vanish": vanishing_ink(videos).mean().item(), "flicker": flicker(videos).mean().item(),
-           "switches": switches.mean().item(), "switched": (switches > 0).double().mean().item()}
-    if truth is not None:
-        row["iou"] = frame_iou(videos, truth).mean().item()
-    if digits is not None:
-        row["last"] = last_frame_fidelity(videos, digits).mean().item()
-    return row
+def per_video(videos: torch.Tensor, classifier, asked=None, truth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Every measure of `COLUMNS` for each video (N, T, H, W) in [0, 1]: {measure: (N,) float64}.
 
-
-def compare(pipes: dict[str, Pipeline], classifier, digits=None, truth=None, n: int | None = None,
-            steps: int = 20, seed: int = 0, progress: bool = True) -> tuple[dict, dict]:
-    """Sample every model from the same noise and measure it.
-
-    Pass `digits` ((N, 28, 28) uint8) and their true videos `truth` (N, T, 28, 28) to animate them, or
-    `n` for unconditional videos. Returns ({name: metrics}, {name: videos (N, T, 28, 28)}).
+    read: the last frame read with p >= CONFIDENT (as `asked`, (N,) labels, when given); stable: share
+    of frames 10-15 read like the last; consistent: frame IoU with the writing video of the video's own last
+    frame; flicker, vanish, switches: see `tinydiff.metrics`; iou: frame IoU with `truth` when given.
     """
-    if (digits is None) == (n is None):
-        raise InputError("pass either digits (to animate) or n (to generate), not both")
-    if digits is not None and truth is None:
-        raise InputError("pass the true videos of the digits as truth, to measure frame IoU")
+    rows = {"read": read_as_asked(videos, classifier, asked), "stable": identity_stability(videos, classifier),
+            "consistent": self_consistency(videos), "flicker": flicker(videos), "vanish": vanishing_ink(videos),
+            "switches": identity_switches(videos, classifier)}
+    if truth is not None:
+        rows["iou"] = frame_iou(videos, truth)
+    return {key: value.double().cpu() for key, value in rows.items()}
+
+
+def sample(pipe: Pipeline, task: str, start: int, count: int, heldout=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Videos start..start+count-1 of a task (one batch: `start` is its seed): ((count, T, H, W), asked (count,)).
+
+    heldout: (digits (M, 28, 28) uint8, labels (M,)), needed for "image-to-video" only.
+    """
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if task == "image-to-video":
+        if heldout is None or len(heldout[0]) < start + count:
+            raise InputError(f"image-to-video needs held-out digits up to number {start + count}")
+        digits, labels = heldout
+        return pipe.animate(digits[start:start + count], seed=start, **TASKS[task]), labels[start:start + count]
+    if task == "class-conditional":
+        asked = torch.arange(start, start + count) % 10
+        return pipe.generate(count, seed=start, digit=asked, **TASKS[task]), asked
+    return pipe.generate(count, seed=start, **TASKS[task]), None
+
+
+def _check_videos(videos: int) -> None:
+    if videos < BATCH or videos % BATCH:
+        raise InputError(f"videos must be a positive multiple of {BATCH}, got {videos}")
+
+
+def measure(pipes: dict[str, Pipeline], classifier, heldout, videos: int = VIDEOS, progress: bool = True) -> dict:
+    """Sample every model on the same seeds for every task and measure each video.
+
+    heldout: (digits, labels) as `load_mnist("heldout")` returns them. videos: per model and task, a
+    multiple of BATCH. Returns {"settings": ..., "models": {name: {"seconds": {task: sampling seconds},
+    task: {measure: [one float per video]}}}}.
+    """
+    _check_videos(videos)
     if not pipes:
-        raise InputError("no models to compare")
-    rows, videos = {}, {}
-    for name, pipe in tqdm(pipes.items(), desc="models", disable=not progress):
-        started = time.perf_counter()
-        if digits is not None:
-            videos[name] = pipe.animate(digits, steps=steps, seed=seed)
+        raise InputError("no models to measure")
+    results = {"settings": {"videos": videos, "batch": BATCH, "tasks": TASKS}, "models": {}}
+    bar = tqdm(total=len(pipes) * len(TASKS) * videos, desc="videos", disable=not progress)
+    for name, pipe in pipes.items():
+        model = results["models"][name] = {"seconds": {}}
+        for task in TASKS:
+            seconds, rows = 0.0, []
+            for start in range(0, videos, BATCH):
+                started = time.perf_counter()
+                clips, asked = sample(pipe, task, start, BATCH, heldout)
+                seconds += time.perf_counter() - started
+                truth = writing_videos(heldout[0][start:start + BATCH].numpy()) if task == "image-to-video" else None
+                rows.append(per_video(clips, classifier, asked, truth))
+                bar.update(BATCH)
+            model["seconds"][task] = seconds
+            model[task] = {key: torch.cat([row[key] for row in rows]).tolist() for key in rows[0]}
+    bar.close()
+    return results
+
+
+def _fingerprint() -> dict:
+    """What the measurements depend on besides each model's weights: the judge and the sampling settings."""
+    return {"classifier_sha256": SHIPPED[CLASSIFIER], "batch": BATCH, "tasks": TASKS}
+
+
+def save_measured(results: dict, path: str | Path) -> None:
+    """Write `measure`'s results as JSON, each model tagged with the SHA-256 of its shipped weights and the
+    whole with the classifier's SHA-256 and the sampling settings (values rounded to 6 decimals)."""
+    unshipped = [name for name in results["models"] if name not in SHIPPED]
+    if unshipped:
+        raise InputError(f"only shipped models can be saved with their SHA-256; not shipped: {', '.join(unshipped)}")
+    models = {name: {"sha256": SHIPPED[name], "seconds": model["seconds"],
+                     **{task: {key: [round(v, 6) for v in values] for key, values in model[task].items()}
+                        for task in TASKS}}
+              for name, model in results["models"].items()}
+    settings = {**results["settings"], **_fingerprint()}
+    Path(path).write_text(json.dumps({"settings": settings, "models": models}, indent=1) + "\n")
+
+
+def load_measured(path: str | Path | None = None) -> dict:
+    """The shipped measurements (or those at `path`), checked to belong to the weights, the classifier and
+    the sampling settings shipped now."""
+    stale = "rerun `python -m tinydiff.ablation measure` (make ablation-measure)"
+    try:
+        if path is None:
+            with resources.as_file(resources.files("tinydiff") / "weights" / MEASURED) as shipped:
+                results = json.loads(shipped.read_text())
         else:
-            videos[name] = pipe.generate(n, steps=steps, seed=seed)
-        seconds = time.perf_counter() - started
-        rows[name] = {**consistency(videos[name], classifier, truth, digits), "seconds": seconds}
-    return rows, videos
+            results = json.loads(Path(path).read_text())
+        settings, models = results["settings"], results["models"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"no readable ablation measurements at {path or MEASURED} ({error}): {stale}") from error
+    for key, value in _fingerprint().items():
+        if settings.get(key) != value:
+            raise ConfigError(f"the ablation measurements were taken with another {key}: {stale}")
+    for name, model in models.items():
+        if name not in SHIPPED or model.get("sha256") != SHIPPED[name]:
+            raise ConfigError(f"the measurements of {name!r} were taken on other weights than those shipped: {stale}")
+    return results
 
 
-def table(rows: dict[str, dict[str, float]], columns=None) -> str:
-    """A markdown table of `compare`'s rows: one line per model, the metrics in `columns` (keys of
-    COLUMNS; default: every metric the first row has)."""
-    if not rows:
-        raise InputError("no rows to tabulate")
-    first = next(iter(rows.values()))
+def summary(results: dict, task: str, columns=None, level: float = 0.95) -> str:
+    """A markdown table of one task: per model, each measure's mean and its bootstrap interval [low, high]."""
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if not results.get("models"):
+        raise InputError("no models to tabulate")
+    first = next(iter(results["models"].values()))[task]
     keys = [key for key in COLUMNS if key in first] if columns is None else list(columns)
-    unknown = [key for key in keys if key not in COLUMNS]
+    unknown = [key for key in keys if key not in COLUMNS or key not in first]
     if unknown:
-        raise InputError(f"unknown columns {unknown}; known: {', '.join(COLUMNS)}")
-    lines = ["| model | " + " | ".join(COLUMNS[key][0] for key in keys) + " |",
-             "| --- |" + " ---: |" * len(keys)]
-    for name, row in rows.items():
-        cells = [COLUMNS[key][1].format(row[key]) if key in row else "–" for key in keys]
+        raise InputError(f"no measure {unknown} for {task}; measured: {', '.join(first)}")
+    lines = ["| model | " + " | ".join(COLUMNS[key][0] for key in keys) + " |", "| --- |" + " ---: |" * len(keys)]
+    for name, model in results["models"].items():
+        cells = []
+        for key in keys:
+            values, fmt = model[task][key], COLUMNS[key][1]
+            low, high = bootstrap_interval(values, level)
+            cells.append(f"{fmt.format(sum(values) / len(values))} [{fmt.format(low)}, {fmt.format(high)}]")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def train_arguments(name: str, out_dir: str | Path) -> list[str]:
+    """The `tinydiff train` arguments that train one ablation network on BUDGET (on 2 CPU threads, in
+    fp32, as the shipped ones were)."""
+    if name not in VARIANTS:
+        raise InputError(f"unknown ablation network {name!r}; known: {', '.join(VARIANTS)}")
+    budget = [word for key, value in BUDGET.items() for word in (f"--{key.replace('_', '-')}", str(value))]
+    return ["train", "--preset", VARIANTS[name], *budget, "--device", "cpu", "--precision", "fp32",
+            "--threads", "2", "--checkpoint-every", "200", "--out", str(out_dir)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except TinydiffError as error:  # a bad setting or missing data: one line, as the tinydiff command does
+        print(f"python -m tinydiff.ablation: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
+    from .classifier import pretrained_classifier
+    from .cli import main as cli_main
+
+    parser = argparse.ArgumentParser(prog="python -m tinydiff.ablation", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train the three networks on BUDGET and export them into the package")
+    p.add_argument("--runs", default="runs", help="folder for the training runs (default: runs)")
+    p = sub.add_parser("measure", help="measure the shipped networks and the writer; writes the shipped measurements")
+    p.add_argument("--videos", type=int, default=VIDEOS, help=f"videos per model and task (default: {VIDEOS})")
+    p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
+    p.add_argument("--out", help="JSON file to write (default: the package's own, tinydiff/weights/" + MEASURED + ")")
+    args = parser.parse_args(argv)
+    weights = Path(__file__).parent / "weights"
+    if args.command == "train":
+        for name in VARIANTS:
+            run = Path(args.runs) / name
+            if cli_main(train_arguments(name, run)):
+                return 1
+            print(f"{name}: SHA-256 {export_weights(run / 'checkpoint.pt', weights / f'{name}.pt')} "
+                  "(record it in tinydiff/checkpoint.py, SHIPPED)")
+        print("then measure them: python -m tinydiff.ablation measure")
+        return 0
+    _check_videos(args.videos)  # before minutes of loading and sampling
+    heldout = load_mnist("heldout", root=args.data_root)
+    pipes = {**load_variants(device="cpu"), "writer": pretrained("writer", device="cpu")}
+    results = measure(pipes, pretrained_classifier(), heldout, args.videos)
+    save_measured(results, args.out or weights / MEASURED)
+    for task in TASKS:
+        print(f"\n{task}\n\n{summary(results, task)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

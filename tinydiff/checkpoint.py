@@ -27,9 +27,9 @@ CLASSIFIER = "classifier"
 SHIPPED: dict[str, str] = {
     "writer": "1d415974cbeb8f72b308d02c943714c253ca60238f323e150c7d73af3ec582e2",
     CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
-    "ablation-per-frame": "f6144c8e71ddbc84c385d9881925bf7f71880274b9adf0d094a056f2658e0ac9",
-    "ablation-temporal-conv": "82812f2857ce24f9acfd811ebb149b52c34e0eb0cb17c85872c141b4c03047a7",
-    "ablation-attention": "d98c83d32404f1e2b50b1636e054ac6d9bcea34c6f98c56e9c770de09db3cfb8",
+    "ablation-per-frame": "c989a8f57c511bb74e3e36000f21258f4ad68517768924bbd2097693cd4a3671",
+    "ablation-temporal-conv": "5ada1dca7c8ab625cd35d124166b87b17c4e44afdc3600516ab7692b058ea434",
+    "ablation-attention": "cbe5fec827289c6fe8e239adb6127279958e6bb7d18ea98ef57e42856ff8f40e",
 }
 PRETRAINED = tuple(name for name in SHIPPED if name != CLASSIFIER)
 

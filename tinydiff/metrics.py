@@ -14,6 +14,9 @@ For videos generated from noise, where there is no true video to compare with:
 - `identity_stability`: share of the late frames classified like the last frame.
 - `self_consistency`: frame IoU with the true writing video of the video's own last frame.
 - `nearest_training_iou`: IoU of a last frame with its nearest training digit (memorisation).
+- `read_as_asked`: last frame read (as the asked digit, when there is one) with confidence.
+
+And for any per-video measure: `bootstrap_interval`, a confidence interval of its mean.
 """
 
 from __future__ import annotations
@@ -216,27 +219,38 @@ CONFIDENT = 0.9  # a last frame "reads" as a digit when the classifier gives it 
 MEMORISED = 0.95  # a last frame copies a training digit when their IoU reaches this
 
 
+def _asked_labels(asked, labels: torch.Tensor) -> torch.Tensor:
+    """`asked` checked to be one integer label per video, on the labels' device."""
+    asked = torch.as_tensor(asked)
+    if asked.shape != labels.shape or asked.is_floating_point() or asked.dtype == torch.bool:
+        raise InputError(f"asked must hold one integer label per video, shaped ({len(labels)},); "
+                         f"got {tuple(asked.shape)} {asked.dtype}")
+    return asked.to(labels.device)
+
+
+def read_as_asked(videos: torch.Tensor, classifier, asked=None) -> torch.Tensor:
+    """Whether each last frame is read with probability >= CONFIDENT (N,) bool; with `asked`, (N,)
+    integer labels, it must also be read as the asked digit. classifier: as for `last_frame_judgement`."""
+    labels, confidence = last_frame_judgement(videos, classifier)
+    read = confidence >= CONFIDENT
+    return read if asked is None else read & (labels == _asked_labels(asked, labels))
+
+
 def generation_report(videos: torch.Tensor, classifier, training_digits: torch.Tensor,
                       asked=None) -> dict[str, float | int | list[float]]:
     """Every measure of videos generated from noise, averaged over the videos: (N, T, H, W) -> dict.
 
-    confident_share: last frame read as some digit with probability >= CONFIDENT (with `asked`, (N,)
-    integer labels: read as the asked digit); entropy and classes: of the last frames' labels;
+    confident_share: `read_as_asked`; entropy and classes: of the last frames' labels;
     identity_stability, self_consistency, vanishing_ink: the means of those measures; memorised_share:
     last frames with IoU >= MEMORISED to some training digit; with `asked`, also per_digit: the
     confident share of each digit 0-9 asked for (NaN for one never asked). classifier: as for
     `last_frame_judgement`.
     """
     labels, confidence = last_frame_judgement(videos, classifier)
-    right = torch.ones_like(labels, dtype=torch.bool)
+    read = confidence >= CONFIDENT
     if asked is not None:
-        asked = torch.as_tensor(asked)
-        if asked.shape != labels.shape or asked.is_floating_point() or asked.dtype == torch.bool:
-            raise InputError(f"asked must hold one integer label per video, shaped ({len(labels)},); "
-                             f"got {tuple(asked.shape)} {asked.dtype}")
-        asked = asked.to(labels.device)
-        right = labels == asked
-    read = (confidence >= CONFIDENT) & right
+        asked = _asked_labels(asked, labels)
+        read &= labels == asked
     report = {
         "videos": len(labels),
         "confident_share": float(read.float().mean()),
@@ -251,3 +265,27 @@ def generation_report(videos: torch.Tensor, classifier, training_digits: torch.T
         report["per_digit"] = [float(read[asked == d].float().mean()) if (asked == d).any() else float("nan")
                                for d in range(10)]
     return report
+
+
+def bootstrap_interval(values, level: float = 0.95, resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of per-video values (N,): (low, high).
+
+    Resamples the N values with replacement `resamples` times and takes the (1 - level)/2 and
+    (1 + level)/2 quantiles of the resampled means. For the difference between two models measured on
+    the same seeds, pass the per-video differences (a paired interval, narrower than two separate ones).
+    """
+    values = torch.as_tensor(values, dtype=torch.float64).flatten().cpu()
+    if len(values) < 2:
+        raise InputError(f"a bootstrap interval needs at least 2 values, got {len(values)}")
+    if not torch.isfinite(values).all():
+        raise InputError("values must be finite numbers (no NaN or infinity)")
+    if not 0 < level < 1:
+        raise InputError(f"level must lie strictly between 0 and 1, got {level}")
+    if resamples < 100:
+        raise InputError(f"resamples must be at least 100, got {resamples}")
+    g = torch.Generator().manual_seed(seed)
+    chunk = max(1, 2**22 // len(values))  # resamples drawn at a time: index memory stays near 32 MB
+    means = torch.cat([values[torch.randint(len(values), (min(chunk, resamples - i), len(values)), generator=g)].mean(dim=1)
+                       for i in range(0, resamples, chunk)])  # (resamples,)
+    low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return float(low), float(high)

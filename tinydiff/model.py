@@ -427,3 +427,18 @@ def frame_influence(model: VideoUNet, frame: int, seed: int = 0) -> torch.Tensor
     change = (model(nudged, t, condition) - model(x, t, condition)).abs().amax(dim=(0, 1, 3, 4))
     model.train(was_training)
     return change
+
+
+REACHED = 1e-6  # an output frame is reached when it moves by more than this share of the nudged frame's change
+
+
+def frames_reached(model: VideoUNet, frame: int, seed: int = 0) -> torch.Tensor:
+    """Which output frames a nudge to input frame `frame` reaches: (T,) bool.
+
+    The course's one definition of reach in time: an output frame moves by more than REACHED times what
+    the nudged frame itself moves (far above float32 round-off, so a per-frame network reaches 1 frame;
+    far below what a viewer could see, so stacked temporal convolutions count as far as their
+    fading tail carries).
+    """
+    change = frame_influence(model, frame, seed)
+    return change > REACHED * change[frame]

@@ -13,6 +13,7 @@ from matplotlib import animation
 from matplotlib.figure import Figure
 
 from .errors import InputError
+from .metrics import ink
 from .model import ModelConfig
 from .schedule import NoiseSchedule
 
@@ -47,6 +48,54 @@ def show_videos(videos, labels=None, vmin: float = 0.0, vmax: float = 1.0, width
     return fig
 
 
+# Colours of `frame_changes`: ink kept from the previous frame, ink that appears, ink that vanishes.
+KEPT, ADDED, VANISHED = (0.45, 0.45, 0.45), (0.25, 0.85, 0.25), (1.0, 0.2, 0.2)
+
+
+def frame_changes(videos) -> np.ndarray:
+    """What changes from each frame to the next: (N, T, H, W) in [0, 1] -> (N, T-1, H, W, 3) RGB in [0, 1].
+
+    Picture k compares frames k and k+1 (ink = value above 0.5): kept ink grey, new ink green, ink that
+    vanishes red, no ink black. A writing video only adds ink, so it never shows red.
+    """
+    videos = torch.as_tensor(videos, dtype=torch.float32)
+    if videos.dim() != 4 or videos.shape[1] < 2 or 0 in videos.shape:
+        raise InputError(f"videos must be shaped (N, T >= 2, H, W), got {tuple(videos.shape)}")
+    mask = ink(videos)
+    before, after = mask[:, :-1, ..., None], mask[:, 1:, ..., None]  # (N, T-1, H, W, 1)
+    out = torch.zeros(*before.shape[:-1], 3)
+    for mask, colour in ((before & after, KEPT), (~before & after, ADDED), (before & ~after, VANISHED)):
+        out = torch.where(mask, torch.tensor(colour), out)
+    return out.numpy()
+
+
+def show_frame_changes(videos, labels=None, width: float = 12.0) -> Figure:
+    """One row per video (N, T, H, W): `frame_changes` from frames 1 to 2 on the left to T-1 to T on the right."""
+    changes = frame_changes(videos)
+    n = len(changes)
+    labels = list(labels) if labels is not None else [None] * n
+    if len(labels) != n:
+        raise InputError(f"{len(labels)} labels for {n} videos")
+    fig, axes = plt.subplots(n, 1, figsize=(width, width / changes.shape[1] * n * 1.15 + 0.5), squeeze=False)
+    for ax, video, label in zip(axes[:, 0], changes, labels):
+        ax.imshow(np.stack([strip(video[..., c], fill=1.0) for c in range(3)], axis=-1), interpolation="nearest")
+        ax.set_xticks([]), ax.set_yticks([])
+        if label:
+            ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    axes[0, 0].set_title("frame k to k + 1: ink kept (grey), added (green), vanished (red)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _text_size(texts, fontsize: float, dpi: int) -> tuple[float, float]:
+    """Width and height in pixels of the largest of `texts` drawn at `fontsize` points."""
+    probe = plt.figure(dpi=dpi)
+    renderer = probe.canvas.get_renderer()
+    boxes = [probe.text(0, 0, text or " ", fontsize=fontsize).get_window_extent(renderer) for text in texts]
+    plt.close(probe)
+    return max(box.width for box in boxes), max(box.height for box in boxes)
+
+
 def player(frames, titles=None, fps: float = 4.0, vmin: float = 0.0, vmax: float = 1.0, scale: int = 2):
     """A scrubbable HTML player over pictures: frames (S, H, W) (e.g. strips), one title per picture.
 
@@ -60,11 +109,15 @@ def player(frames, titles=None, fps: float = 4.0, vmin: float = 0.0, vmax: float
         raise InputError("a player needs at least one picture")
     titles = list(titles) if titles is not None else [""] * len(frames)
     h, w = frames[0].shape
-    dpi = 100
-    fig = plt.figure(figsize=(w * scale / dpi, (h * scale + 24) / dpi), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, h * scale / (h * scale + 24)))
+    dpi, pad, fontsize = 100, 6, 9
+    # The picture keeps `scale` pixels per data pixel; the figure widens (white margins) to the longest
+    # title, so that no title is clipped at the edges of a narrow picture.
+    title_w, title_h = _text_size(titles, fontsize, dpi)
+    fig_w, fig_h, head = max(w * scale, title_w + 2 * pad), h * scale + title_h + 2 * pad, title_h + 2 * pad
+    fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    ax = fig.add_axes(((fig_w - w * scale) / 2 / fig_w, 0, w * scale / fig_w, h * scale / fig_h))
     image = ax.imshow(frames[0], cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
-    title = fig.text(0.5, 1 - 12 / (h * scale + 24), titles[0], ha="center", va="center", fontsize=9)
+    title = fig.text(0.5, 1 - head / 2 / fig_h, titles[0], ha="center", va="center", fontsize=fontsize)
     ax.set_axis_off()
 
     def draw(i):
@@ -97,7 +150,7 @@ def noising_player(video, schedule: NoiseSchedule, timesteps=None, seed: int = 0
     x_t = noised(video, schedule, timesteps, seed)
     sa = schedule.alphas_cumprod[timesteps].sqrt()
     return player([strip((x + 1) / 2) for x in x_t],
-                  [f"t = {t}   sqrt(alpha_bar) = {s:.3f}" for t, s in zip(timesteps, sa.tolist())], fps=fps)
+                  [rf"t = {t}   $\sqrt{{\bar\alpha_t}}$ = {s:.3f}" for t, s in zip(timesteps, sa.tolist())], fps=fps)
 
 
 def plot_schedules(*schedules: NoiseSchedule):

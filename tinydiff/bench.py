@@ -320,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
              "| measure | value |", "| --- | --- |", *[f"| {a} | {b} |" for a, b in rows], ""]
     lines += [*steps_table, ""]
     if curve:
-        lines += ["Training curve of the from-scratch run (step, training minutes, frame IoU):", "",
-                  ", ".join(f"({s}, {m:.1f}, {i:.3f})" for s, m, i in curve), ""]
+        lines += ["Training curve of the from-scratch run:", "", "| step | training minutes | frame IoU |",
+                  "| --- | --- | --- |", *[f"| {s} | {m:.1f} | {i:.3f} |" for s, m, i in curve], ""]
     report = "\n".join(lines) + "\n" + gpu_section(Path(args.out))
     Path(args.out).write_text(report)
     print(report)

@@ -255,6 +255,8 @@ def test_drawing_animator_widget(tiny_checkpoint):
     first = video_view.value
     choice.value = choice.options[-1]  # another example drawing
     assert video_view.value[:6] == b"GIF89a" and video_view.value != first
+    for view in (digit_view, video_view):  # shown at the picture's own width (the GIF has a border)
+        assert view.layout.width == f"{Image.open(io.BytesIO(view.value)).size[0]}px"
     assert "writing video" in status.value
     blank = io.BytesIO()
     Image.new("L", (40, 40), 255).save(blank, format="PNG")
@@ -262,3 +264,6 @@ def test_drawing_animator_widget(tiny_checkpoint):
                      "last_modified": datetime.datetime.now(datetime.timezone.utc),
                      "content": memoryview(blank.getvalue())},)
     assert "blank.png" in status.value and "blank" in status.value.split("</b>")[-1]
+    for view in (digit_view, video_view):
+        assert not np.asarray(Image.open(io.BytesIO(view.value)).convert("L")).any(), \
+            "the previous drawing's pictures are cleared beside the error"

@@ -23,7 +23,10 @@ def test_a_picture_is_shown_at_its_own_pixel_size_not_stretched():
     view = box.children[2]
     pixels = png_pixels(view.value)
     assert pixels.shape == (28, 20), "each pixel enlarged 4 times, nothing else"
-    assert (view.layout.width, view.layout.height) == ("20px", "28px"), "a fixed size: a flex box cannot stretch it"
+    assert view.layout.width == "20px", "a fixed width: a flex box cannot stretch it"
+    # Wider than the page, it shrinks whole: a fixed height would squeeze it sideways.
+    assert (view.layout.height, view.layout.max_width) == ("auto", "100%")
+    assert view.layout.align_self == "flex-start", "nor can a row stretch its height to a taller neighbour"
     # Nearest-neighbour enlargement: the one white pixel is a sharp 4 x 4 block at rows 8-11, columns 12-15.
     expected = np.zeros((28, 20), dtype=np.uint8)
     expected[8:12, 12:16] = 255
@@ -98,6 +101,7 @@ def test_live_sampler_shows_what_generate_returns(labelled_pipe):
     status, view = box.children[2], box.children[3]
     expected = labelled_pipe.generate(3, digit=7, steps=3, seed=0)
     assert view.value == gif_bytes(expected, scale=3, columns=3)
+    assert view.layout.width == f"{Image.open(io.BytesIO(view.value)).size[0]}px", "the GIF's own width, border included"
     assert "digit 7" in status.value and "guidance 2" in status.value and network.layout.display == "none"
     guidance.value = 0.0
     assert view.value == gif_bytes(labelled_pipe.generate(3, steps=3, seed=0), scale=3, columns=3), \
@@ -126,3 +130,10 @@ def test_live_sampler_animates_digits_and_switches_networks(labelled_pipe):
     assert network.layout.display == "" and digit.layout.display == "none"
     network.value = "b"
     assert box.children[3].value == gif_bytes(other.animate(digits, steps=2, seed=0), scale=3, columns=2)
+
+
+def test_the_view_takes_the_width_of_each_new_picture():
+    box = picture_slider([np.zeros((3, 2)), np.zeros((3, 5))], scale=3)
+    slider, _, view = box.children
+    slider.value = 1
+    assert png_pixels(view.value).shape == (9, 15) and view.layout.width == "15px"

@@ -46,11 +46,21 @@ def _png(array: np.ndarray, scale: int) -> bytes:
 
 def _image(png: bytes, fmt: str = "png"):
     """An ipywidgets Image shown at its own pixel size: a flex box (VBox, HBox) stretches a child without
-    a fixed width to the full width of the page, blurring small pictures into a smear."""
+    a fixed width to the full width of the page, blurring small pictures into a smear. A picture wider
+    than the page shrinks whole: the page caps the width (max-width) and the height follows (auto); a
+    fixed height would squeeze it sideways. align-self keeps a row (HBox) from stretching its height to
+    the row's tallest picture."""
     import ipywidgets as widgets
 
-    width, height = Image.open(io.BytesIO(png)).size
-    return widgets.Image(value=png, format=fmt, layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
+    view = widgets.Image(format=fmt, layout=widgets.Layout(height="auto", max_width="100%", align_self="flex-start"))
+    _show(view, png)
+    return view
+
+
+def _show(view, picture: bytes) -> None:
+    """Put new PNG or GIF bytes in an `_image` view, resized to the new picture's own width."""
+    view.value = picture
+    view.layout.width = f"{Image.open(io.BytesIO(picture)).size[0]}px"
 
 
 def _title(text: str = ""):
@@ -82,14 +92,16 @@ def drawing_animator(pipe, steps: int = 20, seed: int = 0, scale: int = 6):
     def show(source, name: str) -> None:
         try:
             digit = digit_from_image(source)
-            status.value = f"<i>{name}: animating ({steps} DDIM steps)...</i>"
+            status.value = f"<i>{html.escape(name)}: animating ({steps} DDIM steps)...</i>"
             video = pipe.animate(digit, steps=steps, seed=seed)
         except TinydiffError as error:
-            status.value = f"<b>{name}</b>: {error}"
+            status.value = f"<b>{html.escape(name)}</b>: {html.escape(str(error))}"
+            for view in (digit_view, video_view):  # not the last drawing's pictures beside this one's error
+                _show(view, blank)
             return
-        digit_view.value = _png(digit, scale)
-        video_view.value = gif_bytes(video, scale=scale)
-        status.value = f"{name}: left, the digit the model sees (28×28); right, its writing video"
+        _show(digit_view, _png(digit, scale))
+        _show(video_view, gif_bytes(video, scale=scale))
+        status.value = f"{html.escape(name)}: left, the digit the model sees (28×28); right, its writing video"
 
     def on_choice(change) -> None:
         if change["new"] in examples:
@@ -126,7 +138,7 @@ def picture_slider(pictures, titles=None, description: str = "step", scale: int 
     view = _image(pngs[0])
 
     def update(change) -> None:
-        view.value = pngs[change["new"]]
+        _show(view, pngs[change["new"]])
         label.value = html.escape(titles[change["new"]])
 
     slider.observe(update, names="value")
@@ -150,7 +162,7 @@ def frame_slider(videos, columns: int | None = None, scale: int = 4):
     return picture_slider(pictures, titles, description="frame", scale=scale)
 
 
-def trajectory_slider(steps, every: int = 1, video: int = 0, scale: int = 3):
+def trajectory_slider(steps, every: int = 1, video: int = 0, scale: int = 2):
     """Live: drag through a sampling run, x_t over the predicted x_0 (see `tinydiff.plots.trajectory`)."""
     from .plots import trajectory
 
@@ -173,7 +185,7 @@ def live_noising(video, schedules=("linear", "cosine"), t: int = 250, seed: int 
     def update(change=None) -> None:
         chosen = tables[schedule.value]
         x_t = noised(video, chosen, [step.value], seed)[0]  # (F, H, W)
-        view.value = _png(strip(((x_t + 1) / 2).clamp(0, 1).numpy()), scale)
+        _show(view, _png(strip(((x_t + 1) / 2).clamp(0, 1).numpy()), scale))
         signal = chosen.alphas_cumprod[step.value].item()
         title.value = html.escape(f"{schedule.value} schedule, t = {step.value}: signal variance "
                                   f"alpha_bar = {signal:.3f}, noise variance {1 - signal:.3f}")
@@ -239,7 +251,7 @@ def live_sampler(pipes, n: int = 4, digits=None, digit: int | None = 7, guidance
         except TinydiffError as error:
             status.value = f"<b>{html.escape(str(error))}</b>"
             return
-        view.value = gif_bytes(videos, scale=scale, columns=len(videos))
+        _show(view, gif_bytes(videos, scale=scale, columns=len(videos)))
         what = "animated" if digits is not None else "any digit" if asked.value is None else f"digit {asked.value}"
         status.value = html.escape(f"{network.value}: {what}, {menu.label} {count.value} steps"
                                    + (f", eta {noise.value:g}" if menu.value == "ddim" else "")

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test lab demo install clean writer ablation ablation-measure classifier bench gpu-check
+.PHONY: run test lab demo install clean writer digits ablation ablation-measure classifier bench gpu-check
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,13 @@ writer: install
 	$(PY) -m tinydiff train --preset default --steps 2400 --batch-size 64 --lr 3e-3 --cond-drop 0.2 --label-share 0.4 \
 		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
+
+# Retrain the cascade's 2D digit model from scratch (about 40 minutes on 2 CPU cores): one frame, nothing to
+# condition on (preset digits), then export it; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
+digits: install
+	$(PY) -m tinydiff train --preset digits --steps 10000 --batch-size 128 --lr 3e-3 --cond-drop 1.0 \
+		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 500 --out runs/digits
+	$(PY) -m tinydiff export runs/digits/checkpoint.pt tinydiff/weights/digits.pt
 
 # Retrain the three networks of the temporal-consistency ablation (chapter 4) with the writer's recipe on
 # one shared budget (tinydiff.ablation.BUDGET; about 95 minutes on 2 CPU cores) and export them into the

@@ -7,7 +7,8 @@ Measures, in one run on one machine: training throughput of the default and orig
 training minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
 videos against the original network's 50 forward passes; the shipped writer's image-to-video quality at
 DDIM 10, DDIM 50 and DDPM 1000; and its generation from noise judged by the shipped digit classifier
-(unconditional, class-conditional per digit, and quality against the sampler and its steps). Writes a
+(unconditional, by the writer and by the cascade; class-conditional per digit; and quality against the
+sampler and its steps). Writes a
 markdown report (BENCHMARKS.md) and prints it.
 """
 
@@ -22,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
+from .cascade import Cascade
+from .checkpoint import CASCADE, load_checkpoint
 from .classifier import pretrained_classifier
 from .data import load_mnist, writing_videos
 from .cli import device_options
@@ -126,7 +128,7 @@ GUIDANCE_TABLE = (0.0, 1.0, 2.0, 3.0, 4.0)
 CONDITIONAL_STEPS = 20
 
 
-def generated(pipe: Pipeline, n: int, digits: list[int] | None = None, batch: int = 50,  # faster than 100 on 2 cores
+def generated(pipe: Pipeline | Cascade, n: int, digits: list[int] | None = None, batch: int = 50,  # faster than 100 on 2 cores
               **sampling) -> tuple[torch.Tensor, float]:
     """n videos from noise, (n, T, H, W) in [0, 1], in batches (seeded by their first index), and the
     seconds taken. digits: None (unconditional) or one digit per video."""
@@ -143,10 +145,11 @@ def rewritten(pipe: Pipeline, videos: torch.Tensor, batch: int = 50) -> torch.Te
     return torch.cat([pipe.animate(digits[i:i + batch], steps=10, seed=i) for i in range(0, len(digits), batch)])
 
 
-def generation_rows(pipe: Pipeline, n_uncond: int, per_digit: int, n_table: int, heldout: torch.Tensor, data_root,
-                    steps_table=STEPS_TABLE) -> tuple[list[tuple[str, str]], list[str]]:
+def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: int, n_table: int,
+                    heldout: torch.Tensor, data_root, steps_table=STEPS_TABLE) -> tuple[list[tuple[str, str]], list[str]]:
     """The figures of generation from noise: rows of the main table (the real videos for scale,
-    unconditional, class-conditional) and the quality-against-steps and -guidance tables (markdown lines)."""
+    unconditional by the writer and by the cascade, class-conditional) and the quality-against-steps and
+    -guidance tables (markdown lines)."""
     classifier = pretrained_classifier()
     training_digits = load_mnist("train", root=data_root)[0]
     rows = []
@@ -166,6 +169,9 @@ def generation_rows(pipe: Pipeline, n_uncond: int, per_digit: int, n_table: int,
     judged(f"unconditional, {n_uncond} videos (DDIM-50, {seconds:.0f} s)", generation_report(videos, classifier, training_digits))
     judged(f"unconditional, the same {n_uncond} last frames re-written by image-to-video (DDIM-10)",
            generation_report(rewritten(pipe, videos), classifier, training_digits))
+    videos, seconds = generated(cascade, n_uncond, steps=50)
+    judged(f"unconditional by the cascade, {n_uncond} videos (digit model DDIM-50, then the writer "
+           f"DDIM-{cascade.write_steps}, {seconds:.0f} s)", generation_report(videos, classifier, training_digits))
 
     asked = torch.arange(10).repeat_interleave(per_digit)
     videos, seconds = generated(pipe, len(asked), asked.tolist(), steps=CONDITIONAL_STEPS)
@@ -298,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("generation from noise, judged by the digit classifier ...", flush=True)
         n_uncond, per_digit, n_table = (20, 2, 10) if quick else (args.generated, args.per_digit, args.table_videos)
-        generation, steps_table = generation_rows(pipe, n_uncond, per_digit, n_table, heldout, args.data_root,
+        cascade = pretrained(CASCADE, device=device, precision=args.precision)
+        generation, steps_table = generation_rows(pipe, cascade, n_uncond, per_digit, n_table, heldout, args.data_root,
                                                   QUICK_STEPS_TABLE if quick else STEPS_TABLE)
         rows += generation
 

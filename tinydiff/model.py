@@ -123,6 +123,11 @@ PRESETS: dict[str, ModelConfig] = {
     "temporal-conv": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True,
                                  global_context=True, ink_distance=True, labels=True, prediction="x0", schedule="cosine",
                                  temporal_attention=False),
+    # The cascade's first stage (tinydiff.cascade): the finished digit as a one-frame video, drawn from
+    # nothing; the default network without the condition, the label, the ink-distance hint or anything temporal.
+    "digits": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
+                          conditional=False, frames=1, prediction="x0", schedule="cosine", temporal_conv=False,
+                          temporal_attention=False),
     # Test-sized (10,896 parameters), with every component `default` uses: 2x2 patches, temporal
     # attention at the coarsest level, FiLM, global context, ink distance, labels, x0-prediction, cosine.
     "tiny": ModelConfig(channels=(4, 8), patch=2, attention_levels=(1,), attention_heads=2, groups=2, film=True,

@@ -10,7 +10,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .checkpoint import PRETRAINED, load_checkpoint, load_shipped, model_from_checkpoint
+from .cascade import Cascade
+from .checkpoint import CASCADE, PRETRAINED, load_checkpoint, load_shipped, model_from_checkpoint
 from .data import condition_from_digits
 from .device import autocast, resolve_device, resolve_precision
 from .drawing import digit_from_image
@@ -205,8 +206,14 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
     return ((x[:, 0].float().cpu() + 1) / 2).clamp(0, 1)
 
 
-def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline:
-    """A pipeline for a model shipped inside the package, verified against its recorded SHA-256."""
+def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline | Cascade:
+    """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
+
+    "cascade" is the shipped 2D digit model ("digits") and the writer as one `Cascade`: the best
+    generator from noise of the two (BENCHMARKS.md).
+    """
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
+    if name == CASCADE:
+        return Cascade(pretrained("digits", device, precision), pretrained("writer", device, precision))
     return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device, precision=precision))

@@ -1,0 +1,74 @@
+"""Generation from noise in two stages: a 2D diffusion model draws the finished digit, the writer animates it.
+
+The writer's own unconditional mode has to invent a digit and its writing at once, and few of its videos
+end on a digit a classifier can read (RESULTS.md, "A cascade"). Split in two, each stage does what it is
+good at: the 2D model (the `digits` preset) draws a digit from noise, which is ordinary image diffusion;
+its binarised drawing is the condition of image-to-video, a nearly deterministic task that the writer
+does as well in 10 DDIM steps as in 50 (chapter 2). Frames agree with each other by construction: every
+frame is written toward the same finished digit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+# DDIM steps of the writing stage: image-to-video reads as well at 10 steps as at 50 (BENCHMARKS.md).
+WRITE_STEPS = 10
+
+
+class Cascade:
+    """A 2D digit model and a writer, used like a `Pipeline` that generates from noise.
+
+    Args:
+        draw: a pipeline of a one-frame model without a condition (`preset("digits")`, shipped as "digits").
+        write: a pipeline of an image-to-video model of the same size (the shipped "writer").
+        write_steps: DDIM steps of the writing stage.
+    """
+
+    def __init__(self, draw: Pipeline, write: Pipeline, write_steps: int = WRITE_STEPS):
+        if draw.cfg.frames != 1 or draw.cfg.conditional:
+            raise ConfigError("the drawing stage must be a one-frame model without a condition (preset 'digits'), "
+                              f"got frames={draw.cfg.frames}, conditional={draw.cfg.conditional}")
+        if not write.cfg.conditional:
+            raise ConfigError("the writing stage must be an image-to-video model (trained with the finished digit)")
+        if draw.cfg.size != write.cfg.size:
+            raise ConfigError(f"the stages disagree on the picture size: {draw.cfg.size} and {write.cfg.size}")
+        self.draw, self.write, self.write_steps = draw, write, write_steps
+
+    def digits(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
+               progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
+        """The first stage alone: n digits drawn from noise, binarised as the writer's condition is,
+        (n, H, W) uint8 in {0, 255}. Arguments as for `generate`."""
+        if digit is not None and not self.draw.cfg.labels:
+            raise ConfigError("this cascade's digit model draws any digit and cannot be asked for one; ask the "
+                              "writer instead: tinydiff.pretrained('writer').generate(n, digit=7)")
+        drawn = self.draw.generate(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress,
+                                   digit=digit, guidance=guidance)  # (n, 1, H, W) in [0, 1]
+        return (drawn[:, 0] > 0.5).to(torch.uint8) * 255
+
+    def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
+                 progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
+        """Writing videos from noise: each digit drawn by the first stage, then written by the writer.
+
+        Args:
+            n: number of videos.
+            steps, sampler, eta: the drawing stage's sampler (the writing stage runs DDIM-`write_steps`).
+            seed: seeds both stages, for reproducible videos.
+            digit, guidance: as for `Pipeline.generate`, when the digit model has labels.
+        Returns:
+            (n, T, H, W) float tensor in [0, 1] on the CPU.
+        """
+        drawn = self.digits(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress, digit=digit,
+                            guidance=guidance)
+        return self.write.animate(drawn, steps=self.write_steps, seed=seed, progress=progress)
+
+    def animate(self, digits, **sampling) -> torch.Tensor:
+        """Image-to-video needs no first stage: the writer's `Pipeline.animate`."""
+        return self.write.animate(digits, **sampling)

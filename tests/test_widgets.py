@@ -49,7 +49,9 @@ def test_frame_slider_shows_grey_levels_of_every_video():
     videos = torch.zeros(2, 15, 28, 28)
     videos[0, :, 0, 0] = 0.5  # mid grey in the first video's corner
     videos[1, -1] = 1.0  # the second video's last frame all white
-    slider, _, view = frame_slider(videos, columns=2, scale=1).children
+    slider, title, view = frame_slider(videos, columns=2, scale=1).children
+    assert title.value == "frame 1 of 15" and not slider.readout, "one count shown, from 1, not the index from 0"
+    assert picture_slider([np.zeros((2, 2))]).children[0].readout, "without titles, the index is all there is"
     first = png_pixels(view.value)
     assert first[1:3, 1:3].max() in (127, 128), "0.5 shows grey, not white"
     slider.value = 14

@@ -124,16 +124,17 @@ def drawing_animator(pipe, steps: int = 20, seed: int = 0, scale: int = 6):
 def picture_slider(pictures, titles=None, description: str = "step", scale: int = 4):
     """A slider over precomputed pictures (H, W) in [0, 1]: moving it swaps the picture instantly.
 
-    Returns an ipywidgets VBox (slider, title, picture).
+    With titles, the title names the picture and the slider shows no number of its own (its index counts
+    from 0, where frames and steps count from 1). Returns an ipywidgets VBox (slider, title, picture).
     """
     import ipywidgets as widgets
 
     pngs = [_png(np.asarray(p, dtype=np.float32), scale) for p in pictures]
     if not pngs:
         raise InputError("a slider needs at least one picture")
-    titles = list(titles) if titles is not None else [""] * len(pngs)
     slider = widgets.IntSlider(value=0, min=0, max=len(pngs) - 1, step=1, description=description,
-                               continuous_update=True)
+                               continuous_update=True, readout=titles is None)
+    titles = list(titles) if titles is not None else [""] * len(pngs)
     label = _title(titles[0])
     view = _image(pngs[0])
 

@@ -45,7 +45,7 @@ writer: install
 		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
 
-# Retrain the cascade's 2D digit model from scratch (about 40 minutes on 2 CPU cores): one frame, nothing to
+# Retrain the cascade's 2D digit model from scratch (about 35 minutes on 2 CPU cores): one frame, nothing to
 # condition on (preset digits), then export it; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
 digits: install
 	$(PY) -m tinydiff train --preset digits --steps 10000 --batch-size 128 --lr 3e-3 --cond-drop 1.0 \

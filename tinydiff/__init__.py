@@ -2,8 +2,8 @@
 
 Modules, one concept each: `data` (digits to writing videos), `schedule` (the noise schedule),
 `model` (the dual-branch 3D U-Net), `sampling` (DDPM, DDIM, DPM-Solver++), `train`, `checkpoint`, `metrics`,
-`viz`, `drawing` (your own drawing as a digit), `pipeline`, `cascade` (a 2D digit model, then the writer), `cli`. Importing the package does no
-work: no data, models or training.
+`viz`, `drawing` (your own drawing as a digit), `pipeline`, `cascade` (a 2D digit model, then the writer),
+`cli`. Importing the package does no work: no data, models or training.
 """
 
 from .cascade import Cascade
@@ -15,6 +15,6 @@ from .schedule import NoiseSchedule
 __version__ = "0.2.0"
 
 __all__ = [
-    "Cascade", "CheckpointError", "ConfigError", "DataError", "InputError", "ModelConfig", "NoiseSchedule", "Pipeline",
-    "TinydiffError", "TrainingError", "VideoUNet", "preset", "pretrained", "__version__",
+    "Cascade", "CheckpointError", "ConfigError", "DataError", "InputError", "ModelConfig", "NoiseSchedule",
+    "Pipeline", "TinydiffError", "TrainingError", "VideoUNet", "preset", "pretrained", "__version__",
 ]

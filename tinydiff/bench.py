@@ -8,8 +8,7 @@ training minutes for the default configuration to reach a frame IoU from scratch
 videos against the original network's 50 forward passes; the shipped writer's image-to-video quality at
 DDIM 10, DDIM 50 and DDPM 1000; and its generation from noise judged by the shipped digit classifier
 (unconditional, by the writer and by the cascade; class-conditional per digit; and quality against the
-sampler and its steps). Writes a
-markdown report (BENCHMARKS.md) and prints it.
+sampler and its steps). Writes a markdown report (BENCHMARKS.md) and prints it.
 """
 
 from __future__ import annotations
@@ -128,7 +127,8 @@ GUIDANCE_TABLE = (0.0, 1.0, 2.0, 3.0, 4.0)
 CONDITIONAL_STEPS = 20
 
 
-def generated(pipe: Pipeline | Cascade, n: int, digits: list[int] | None = None, batch: int = 50,  # faster than 100 on 2 cores
+def generated(pipe: Pipeline | Cascade, n: int, digits: list[int] | None = None,
+              batch: int = 50,  # faster than 100 on 2 cores
               **sampling) -> tuple[torch.Tensor, float]:
     """n videos from noise, (n, T, H, W) in [0, 1], in batches (seeded by their first index), and the
     seconds taken. digits: None (unconditional) or one digit per video."""

@@ -210,7 +210,7 @@ def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pi
     """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
 
     "cascade" is the shipped 2D digit model ("digits") and the writer as one `Cascade`: the best
-    generator from noise of the two (BENCHMARKS.md).
+    unconditional generator of the two (RESULTS.md, "The cascade, shipped").
     """
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")

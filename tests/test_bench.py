@@ -29,13 +29,14 @@ def test_without_gpu_figures_the_report_says_not_measured(tmp_path, existing):
 def test_generation_rows_report_every_figure_and_both_tables():
     torch.manual_seed(0)
     pipe = Pipeline(VideoUNet(preset("tiny")), device="cpu")
-    cascade = Cascade(Pipeline(VideoUNet(preset("digits", channels=(4, 8), groups=2)), device="cpu"), pipe)
+    cascade = Cascade(Pipeline(VideoUNet(preset("digits", channels=(4, 8), groups=2)), device="cpu"), pipe,
+                      draw_digit=Pipeline(VideoUNet(preset("digits-labelled", channels=(4, 8), groups=2)), device="cpu"))
     heldout = load_mnist("heldout")[0][:8]
     rows, tables = generation_rows(pipe, cascade, n_uncond=4, per_digit=1, n_table=10, heldout=heldout, data_root=None,
                                    steps_table=(("ddim", 2), ("dpm++2m", 3)))
     figures = dict(rows)
     for figure in ("real writing videos", "unconditional, 4 videos", "re-written", "by the cascade, 4 videos", "class-conditional, 1 per digit",
-                   "digits 0-9", "memorised", "self-consistency"):
+                   "class-conditional by the cascade, 1 per digit", "digits 0-9", "memorised", "self-consistency"):
         assert any(figure in name for name in figures)
     real = next(value for name, value in figures.items() if name.startswith("real") and "identity" in name)
     # True writing videos are self-consistent and never lose ink by construction, and no held-out digit

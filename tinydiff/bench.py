@@ -7,7 +7,7 @@ Measures, in one run on one machine: training throughput of the default and orig
 training minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
 videos against the original network's 50 forward passes; the shipped writer's image-to-video quality at
 DDIM 10, DDIM 50 and DDPM 1000; and its generation from noise judged by the shipped digit classifier
-(unconditional, by the writer and by the cascade; class-conditional per digit; and quality against the
+(unconditional and class-conditional per digit, by the writer and by the cascade; and quality against the
 sampler and its steps). Writes a markdown report (BENCHMARKS.md) and prints it.
 """
 
@@ -148,14 +148,14 @@ def rewritten(pipe: Pipeline, videos: torch.Tensor, batch: int = 50) -> torch.Te
 def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: int, n_table: int,
                     heldout: torch.Tensor, data_root, steps_table=STEPS_TABLE) -> tuple[list[tuple[str, str]], list[str]]:
     """The figures of generation from noise: rows of the main table (the real videos for scale,
-    unconditional by the writer and by the cascade, class-conditional) and the quality-against-steps and
+    unconditional and class-conditional, by the writer and by the cascade) and the quality-against-steps and
     -guidance tables (markdown lines)."""
     classifier = pretrained_classifier()
     training_digits = load_mnist("train", root=data_root)[0]
     rows = []
 
-    def judged(name: str, report: dict) -> None:
-        rows.append((f"{name}: read (p >= {CONFIDENT}) / entropy (nats) / classes present",
+    def judged(name: str, report: dict, read: str = "read") -> None:
+        rows.append((f"{name}: {read} (p >= {CONFIDENT}) / entropy (nats) / classes present",
                      f"{report['confident_share']:.3f} / {report['entropy']:.2f} / {report['classes']} of 10"))
         rows.append((f"{name}: identity stable (frames 10-15 read like the last) / self-consistency (frame IoU) / "
                      f"vanishing ink / memorised (IoU >= {MEMORISED} to a training digit)",
@@ -174,12 +174,15 @@ def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: 
            f"DDIM-{cascade.write_steps}, {seconds:.0f} s)", generation_report(videos, classifier, training_digits))
 
     asked = torch.arange(10).repeat_interleave(per_digit)
-    videos, seconds = generated(pipe, len(asked), asked.tolist(), steps=CONDITIONAL_STEPS)
-    report = generation_report(videos, classifier, training_digits, asked=asked)
-    judged(f"class-conditional, {per_digit} per digit (guidance {LABEL_GUIDANCE:g}, DDIM-{CONDITIONAL_STEPS}, "
-           f"{seconds:.0f} s), read as the asked digit", report)
-    rows.append((f"class-conditional: share read as the asked digit (p >= {CONFIDENT}), digits 0-9",
-                 " ".join(f"{h:.2f}" for h in report["per_digit"]) + f" (lowest {min(report['per_digit']):.2f})"))
+    for by, model, how in (("", pipe, f"DDIM-{CONDITIONAL_STEPS}"),
+                           (" by the cascade", cascade,
+                            f"digit model DDIM-{CONDITIONAL_STEPS}, then the writer DDIM-{cascade.write_steps}")):
+        videos, seconds = generated(model, len(asked), asked.tolist(), steps=CONDITIONAL_STEPS)
+        report = generation_report(videos, classifier, training_digits, asked=asked)
+        judged(f"class-conditional{by}, {per_digit} per digit (guidance {LABEL_GUIDANCE:g}, {how}, {seconds:.0f} s)",
+               report, read="read as the asked digit")
+        rows.append((f"class-conditional{by}: share read as the asked digit (p >= {CONFIDENT}), digits 0-9",
+                     " ".join(f"{h:.2f}" for h in report["per_digit"]) + f" (lowest {min(report['per_digit']):.2f})"))
 
     asked = torch.arange(10).repeat_interleave(max(1, n_table // 10))
     header = ("| read as the asked digit | identity stable | self-consistency | vanishing ink | seconds per 16 videos |",

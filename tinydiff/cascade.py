@@ -5,7 +5,8 @@ end on a digit a classifier can read (RESULTS.md, "The cascade, shipped"). Split
 good at: the 2D model (the `digits` preset) draws a digit from noise, which is ordinary image diffusion;
 its binarised drawing is the condition of image-to-video, a nearly deterministic task that the writer
 does almost as well in 10 DDIM steps as in 50 (chapter 2). Frames agree with each other by construction: every
-frame is written toward the same finished digit.
+frame is written toward the same finished digit. "Write me a 7" works the same way, with a labelled 2D
+model (the `digits-labelled` preset) drawing the 7 under classifier-free guidance.
 """
 
 from __future__ import annotations
@@ -28,30 +29,47 @@ class Cascade:
     """A 2D digit model and a writer, used like a `Pipeline` that generates from noise.
 
     Args:
-        draw: a pipeline of a one-frame model without a condition (`preset("digits")`, shipped as "digits").
+        draw: a pipeline of a one-frame model without a condition (`preset("digits")`, shipped as "digits"),
+            which draws digits when none is asked for.
         write: a pipeline of an image-to-video model of the same size (the shipped "writer").
         write_steps: DDIM steps of the writing stage.
+        draw_digit: a one-frame model with labels (`preset("digits-labelled")`, shipped as "digits-labelled")
+            that draws the digit asked for. Two drawers rather than one: trained to do both, a labelled model
+            reads worse unasked (RESULTS.md). None: `draw` is asked, which needs labels of its own.
     """
 
-    def __init__(self, draw: Pipeline, write: Pipeline, write_steps: int = WRITE_STEPS):
-        if draw.cfg.frames != 1 or draw.cfg.conditional:
-            raise ConfigError("the drawing stage must be a one-frame model without a condition (preset 'digits'), "
-                              f"got frames={draw.cfg.frames}, conditional={draw.cfg.conditional}")
+    def __init__(self, draw: Pipeline, write: Pipeline, write_steps: int = WRITE_STEPS, *,
+                 draw_digit: Pipeline | None = None):
+        for name, stage in (("draw", draw), ("draw_digit", draw_digit)):
+            if stage is not None and (stage.cfg.frames != 1 or stage.cfg.conditional):
+                raise ConfigError(f"the drawing stage ({name}) must be a one-frame model without a condition "
+                                  f"(preset 'digits'), got frames={stage.cfg.frames}, conditional={stage.cfg.conditional}")
+            if stage is not None and stage.cfg.size != write.cfg.size:
+                raise ConfigError(f"the stages disagree on the picture size: {stage.cfg.size} ({name}) and "
+                                  f"{write.cfg.size} (write)")
+        if draw_digit is not None and not draw_digit.cfg.labels:
+            raise ConfigError("draw_digit must be a model with labels (preset 'digits-labelled')")
         if not write.cfg.conditional:
             raise ConfigError("the writing stage must be an image-to-video model (trained with the finished digit)")
-        if draw.cfg.size != write.cfg.size:
-            raise ConfigError(f"the stages disagree on the picture size: {draw.cfg.size} and {write.cfg.size}")
-        self.draw, self.write, self.write_steps = draw, write, write_steps
+        self.draw, self.write, self.write_steps, self.draw_digit = draw, write, write_steps, draw_digit
+
+    def _drawer(self, digit) -> Pipeline:
+        """The first stage's model for this request."""
+        if digit is None:
+            return self.draw
+        if self.draw_digit is not None:
+            return self.draw_digit
+        if self.draw.cfg.labels:
+            return self.draw
+        raise ConfigError("this cascade's digit model draws any digit and cannot be asked for one; give it a "
+                          "labelled one (Cascade(..., draw_digit=...)) or use tinydiff.pretrained('cascade')")
 
     def digits(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
                progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
         """The first stage alone: n digits drawn from noise, binarised as the writer's condition is,
         (n, H, W) uint8 in {0, 255}. Arguments as for `generate`."""
-        if digit is not None and not self.draw.cfg.labels:
-            raise ConfigError("this cascade's digit model draws any digit and cannot be asked for one; ask the "
-                              "writer instead: tinydiff.pretrained('writer').generate(n, digit=7)")
-        drawn = self.draw.generate(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress,
-                                   digit=digit, guidance=guidance)  # (n, 1, H, W) in [0, 1]
+        drawn = self._drawer(digit).generate(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress,
+                                             digit=digit, guidance=guidance)  # (n, 1, H, W) in [0, 1]
         return (drawn[:, 0] > 0.5).to(torch.uint8) * 255
 
     def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
@@ -62,7 +80,8 @@ class Cascade:
             n: number of videos.
             steps, sampler, eta: the drawing stage's sampler (the writing stage runs DDIM-`write_steps`).
             seed: seeds both stages, for reproducible videos.
-            digit, guidance: as for `Pipeline.generate`, when the digit model has labels.
+            digit: None for any digit, else an int or a list of n ints (drawn by `draw_digit`).
+            guidance: classifier-free guidance toward the digit, as for `Pipeline.generate`.
         Returns:
             (n, T, H, W) float tensor in [0, 1] on the CPU.
         """

@@ -23,12 +23,13 @@ FORMAT = "tinydiff-checkpoint-1"
 
 # Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use:
 # the digit classifier, and the denoisers that `tinydiff.pretrained(NAME)` loads (PRETRAINED), which also
-# offers the cascade: the shipped 2D digit model drawing, the writer animating (tinydiff.cascade).
+# offers the cascade: the shipped 2D digit models drawing, the writer animating (tinydiff.cascade).
 CLASSIFIER = "classifier"
 CASCADE = "cascade"
 SHIPPED: dict[str, str] = {
     "writer": "1d415974cbeb8f72b308d02c943714c253ca60238f323e150c7d73af3ec582e2",
     "digits": "087af67334edef62d855ce35e462a03e2576f63e09170c636fbfe42a4f4b25bf",
+    "digits-labelled": "7b33090b02dce13c832520d6c27277551cfb2afbc24bd8e929a0a2cc41da321d",
     CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
     "ablation-per-frame": "c989a8f57c511bb74e3e36000f21258f4ad68517768924bbd2097693cd4a3671",
     "ablation-temporal-conv": "5ada1dca7c8ab625cd35d124166b87b17c4e44afdc3600516ab7692b058ea434",

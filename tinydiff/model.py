@@ -128,6 +128,11 @@ PRESETS: dict[str, ModelConfig] = {
     "digits": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
                           conditional=False, frames=1, prediction="x0", schedule="cosine", temporal_conv=False,
                           temporal_attention=False),
+    # The same, asked for a digit: the cascade's first stage for "write me a 7" (a label embedding, trained
+    # with the label dropped half the time for classifier-free guidance; RESULTS.md).
+    "digits-labelled": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
+                                   conditional=False, frames=1, labels=True, prediction="x0", schedule="cosine",
+                                   temporal_conv=False, temporal_attention=False),
     # Test-sized (10,896 parameters), with every component `default` uses: 2x2 patches, temporal
     # attention at the coarsest level, FiLM, global context, ink distance, labels, x0-prediction, cosine.
     "tiny": ModelConfig(channels=(4, 8), patch=2, attention_levels=(1,), attention_heads=2, groups=2, film=True,

@@ -209,11 +209,13 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline | Cascade:
     """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
 
-    "cascade" is the shipped 2D digit model ("digits") and the writer as one `Cascade`: the best
-    unconditional generator of the two (RESULTS.md, "The cascade, shipped").
+    "cascade" is the shipped 2D digit models ("digits", and "digits-labelled" when a digit is asked for)
+    and the writer as one `Cascade`: a better generator from noise than the writer alone (RESULTS.md,
+    "The cascade, shipped").
     """
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
     if name == CASCADE:
-        return Cascade(pretrained("digits", device, precision), pretrained("writer", device, precision))
+        return Cascade(pretrained("digits", device, precision), pretrained("writer", device, precision),
+                       draw_digit=pretrained("digits-labelled", device, precision))
     return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device, precision=precision))

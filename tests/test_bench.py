@@ -29,8 +29,9 @@ def test_without_gpu_figures_the_report_says_not_measured(tmp_path, existing):
 def test_generation_rows_report_every_figure_and_both_tables():
     torch.manual_seed(0)
     pipe = Pipeline(VideoUNet(preset("tiny")), device="cpu")
-    cascade = Cascade(Pipeline(VideoUNet(preset("digits", channels=(4, 8), groups=2)), device="cpu"), pipe,
-                      draw_digit=Pipeline(VideoUNet(preset("digits-labelled", channels=(4, 8), groups=2)), device="cpu"))
+    tiny = dict(channels=(4, 8), groups=2)
+    cascade = Cascade(Pipeline(VideoUNet(preset("digits", **tiny)), device="cpu"), pipe,
+                      draw_digit=Pipeline(VideoUNet(preset("digits-labelled", **tiny)), device="cpu"))
     heldout = load_mnist("heldout")[0][:8]
     rows, tables = generation_rows(pipe, cascade, n_uncond=4, per_digit=1, n_table=10, heldout=heldout, data_root=None,
                                    steps_table=(("ddim", 2), ("dpm++2m", 3)))

@@ -26,7 +26,7 @@ WRITE_STEPS = 10
 
 
 class Cascade:
-    """A 2D digit model and a writer, used like a `Pipeline` that generates from noise.
+    """2D digit models and a writer, used like a `Pipeline` that generates from noise.
 
     Args:
         draw: a pipeline of a one-frame model without a condition (`preset("digits")`, shipped as "digits"),
@@ -34,16 +34,16 @@ class Cascade:
         write: a pipeline of an image-to-video model of the same size (the shipped "writer").
         write_steps: DDIM steps of the writing stage.
         draw_digit: a one-frame model with labels (`preset("digits-labelled")`, shipped as "digits-labelled")
-            that draws the digit asked for. Two drawers rather than one: trained to do both, a labelled model
-            reads worse unasked (RESULTS.md). None: `draw` is asked, which needs labels of its own.
+            that draws the digit asked for; None: `draw` is asked, which then needs labels of its own.
     """
 
     def __init__(self, draw: Pipeline, write: Pipeline, write_steps: int = WRITE_STEPS, *,
                  draw_digit: Pipeline | None = None):
-        for name, stage in (("draw", draw), ("draw_digit", draw_digit)):
+        for name, stage, kind in (("draw", draw, "digits"), ("draw_digit", draw_digit, "digits-labelled")):
             if stage is not None and (stage.cfg.frames != 1 or stage.cfg.conditional):
                 raise ConfigError(f"the drawing stage ({name}) must be a one-frame model without a condition "
-                                  f"(preset 'digits'), got frames={stage.cfg.frames}, conditional={stage.cfg.conditional}")
+                                  f"(preset {kind!r}), got frames={stage.cfg.frames}, "
+                                  f"conditional={stage.cfg.conditional}")
             if stage is not None and stage.cfg.size != write.cfg.size:
                 raise ConfigError(f"the stages disagree on the picture size: {stage.cfg.size} ({name}) and "
                                   f"{write.cfg.size} (write)")
@@ -80,7 +80,8 @@ class Cascade:
             n: number of videos.
             steps, sampler, eta: the drawing stage's sampler (the writing stage runs DDIM-`write_steps`).
             seed: seeds both stages, for reproducible videos.
-            digit: None for any digit, else an int or a list of n ints (drawn by `draw_digit`).
+            digit: None for any digit, else an int or a list of n ints (drawn by `draw_digit`, else by a
+                labelled `draw`).
             guidance: classifier-free guidance toward the digit, as for `Pipeline.generate`.
         Returns:
             (n, T, H, W) float tensor in [0, 1] on the CPU.

@@ -209,8 +209,8 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline | Cascade:
     """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
 
-    "cascade" is the shipped 2D digit models ("digits", and "digits-labelled" when a digit is asked for)
-    and the writer as one `Cascade`: a better generator from noise than the writer alone (RESULTS.md,
+    "cascade" combines the shipped 2D digit models ("digits", and "digits-labelled" when a digit is asked
+    for) and the writer in one `Cascade`: a better generator from noise than the writer alone (RESULTS.md,
     "The cascade, shipped").
     """
     if name not in PRETRAINED:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn as nn
@@ -106,6 +106,12 @@ def _integers(name: str, values) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
+# The cascade's first stage (tinydiff.cascade): the finished digit as a one-frame video, drawn from nothing;
+# the default network without the condition, the label, the ink-distance hint or anything temporal.
+_DIGITS = ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
+                      conditional=False, frames=1, prediction="x0", schedule="cosine", temporal_conv=False,
+                      temporal_attention=False)
+
 PRESETS: dict[str, ModelConfig] = {
     # The original Tiny Diffusion network: BatchNorm3d + ReLU, an MLP on the timestep, no attention.
     "original": ModelConfig(channels=(32, 64, 128), blocks_per_level=1, attention_levels=(), norm="batch",
@@ -123,16 +129,10 @@ PRESETS: dict[str, ModelConfig] = {
     "temporal-conv": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True,
                                  global_context=True, ink_distance=True, labels=True, prediction="x0", schedule="cosine",
                                  temporal_attention=False),
-    # The cascade's first stage (tinydiff.cascade): the finished digit as a one-frame video, drawn from
-    # nothing; the default network without the condition, the label, the ink-distance hint or anything temporal.
-    "digits": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
-                          conditional=False, frames=1, prediction="x0", schedule="cosine", temporal_conv=False,
-                          temporal_attention=False),
+    "digits": _DIGITS,
     # The same, asked for a digit: the cascade's first stage for "write me a 7" (a label embedding, trained
     # with the label dropped half the time for classifier-free guidance; RESULTS.md).
-    "digits-labelled": ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
-                                   conditional=False, frames=1, labels=True, prediction="x0", schedule="cosine",
-                                   temporal_conv=False, temporal_attention=False),
+    "digits-labelled": replace(_DIGITS, labels=True),
     # Test-sized (10,896 parameters), with every component `default` uses: 2x2 patches, temporal
     # attention at the coarsest level, FiLM, global context, ink distance, labels, x0-prediction, cosine.
     "tiny": ModelConfig(channels=(4, 8), patch=2, attention_levels=(1,), attention_heads=2, groups=2, film=True,

@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test lab demo install clean writer digits digits-labelled ablation ablation-measure classifier bench gpu-check
+.PHONY: run test lab demo install clean writer digits-labelled ablation ablation-measure classifier bench gpu-check
 
 install: $(VENV)/.installed
 
@@ -45,15 +45,10 @@ writer: install
 		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
 
-# Retrain the cascade's 2D digit model from scratch (about 35 minutes on 2 CPU cores): one frame, nothing to
-# condition on (preset digits), then export it; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
-digits: install
-	$(PY) -m tinydiff train --preset digits --steps 10000 --batch-size 128 --lr 3e-3 --cond-drop 1.0 \
-		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 500 --out runs/digits
-	$(PY) -m tinydiff export runs/digits/checkpoint.pt tinydiff/weights/digits.pt
-
-# The same for the cascade's first stage when a digit is asked for (about 16 minutes): with a label, dropped
-# for half the training digits so that classifier-free guidance has an unconditional model to push from.
+# Retrain the cascade's 2D digit model from scratch (about 16 minutes on 2 CPU cores): one frame, nothing to
+# condition on but its label, which is dropped for half the training digits so that classifier-free guidance
+# has an unconditional model to push from; then export it (with the training label counts it draws "any
+# digit" from) and record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
 digits-labelled: install
 	$(PY) -m tinydiff train --preset digits-labelled --steps 5000 --batch-size 128 --lr 3e-3 --cond-drop 0.5 \
 		--label-share 0.5 --seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 500 \

@@ -30,8 +30,8 @@ def test_generation_rows_report_every_figure_and_both_tables():
     torch.manual_seed(0)
     pipe = Pipeline(VideoUNet(preset("tiny")), device="cpu")
     tiny = dict(channels=(4, 8), groups=2)
-    cascade = Cascade(Pipeline(VideoUNet(preset("digits", **tiny)), device="cpu"), pipe,
-                      draw_digit=Pipeline(VideoUNet(preset("digits-labelled", **tiny)), device="cpu"))
+    prior = torch.full((10,), 0.1, dtype=torch.float64)
+    cascade = Cascade(Pipeline(VideoUNet(preset("digits-labelled", **tiny)), device="cpu", label_prior=prior), pipe)
     heldout = load_mnist("heldout")[0][:8]
     rows, tables = generation_rows(pipe, cascade, n_uncond=4, per_digit=1, n_table=10, heldout=heldout, data_root=None,
                                    steps_table=(("ddim", 2), ("dpm++2m", 3)))

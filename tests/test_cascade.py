@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,11 +13,10 @@ from tinydiff.cli import main
 TINY = dict(channels=(4, 8), groups=2)  # the digits preset at test size
 
 
-def tiny_cascade(labels: bool = False, draw_digit: bool = False) -> Cascade:
+def tiny_cascade(labels: bool = False, label_prior: torch.Tensor | None = None) -> Cascade:
     torch.manual_seed(0)
-    draw = Pipeline(VideoUNet(preset("digits", labels=labels, **TINY)), device="cpu")
-    asked = Pipeline(VideoUNet(preset("digits-labelled", **TINY)), device="cpu") if draw_digit else None
-    return Cascade(draw, Pipeline(VideoUNet(preset("tiny")), device="cpu"), draw_digit=asked)
+    draw = Pipeline(VideoUNet(preset("digits", labels=labels, **TINY)), device="cpu", label_prior=label_prior)
+    return Cascade(draw, Pipeline(VideoUNet(preset("tiny")), device="cpu"))
 
 
 def test_the_writer_animates_exactly_the_binarised_drawing(monkeypatch):
@@ -54,21 +54,35 @@ def test_a_labelled_digit_model_takes_a_digit_and_guidance():
     assert torch.equal(cascade.digits(2, digit=7, guidance=0.0, steps=3, seed=1), cascade.digits(2, steps=3, seed=1))
 
 
-def test_a_digit_is_drawn_by_the_labelled_model_and_no_digit_by_the_other(monkeypatch):
-    cascade = tiny_cascade(draw_digit=True)
-    calls = []
-    for name in ("draw", "draw_digit"):
-        stage = getattr(cascade, name)
-        monkeypatch.setattr(stage, "generate", lambda n, generate=stage.generate, name=name, **kw:
-                            calls.append((name, kw["digit"])) or generate(n, **kw))
-    cascade.generate(3, digit=[1, 2, 3], steps=3, seed=2)
-    cascade.generate(3, steps=3, seed=2)
-    cascade.digits(2, digit=5, steps=3)
-    assert calls == [("draw_digit", [1, 2, 3]), ("draw", None), ("draw_digit", 5)]
+def spy_on_the_drawer(monkeypatch, cascade: Cascade) -> list:
+    calls, generate = [], cascade.draw.generate
+    monkeypatch.setattr(cascade.draw, "generate", lambda n, **kw: calls.append((kw["digit"], kw["guidance"]))
+                        or generate(n, **kw))
+    return calls
+
+
+def test_any_digit_is_a_label_drawn_from_the_training_frequencies_then_asked_for(monkeypatch):
+    prior = torch.full((10,), 0.1, dtype=torch.float64)
+    cascade = tiny_cascade(labels=True, label_prior=prior)
+    calls = spy_on_the_drawer(monkeypatch, cascade)
+    cascade.generate(5, steps=2, seed=3)
+    cascade.digits(5, steps=2, seed=3, guidance=2.0)
+    cascade.digits(2, digit=7, steps=2)
+    expected = cascade.draw.draw_labels(5, seed=3)
+    assert torch.equal(calls[0][0], expected) and calls[0][1] == 1.0  # ancestral: the plain conditional model
+    assert torch.equal(calls[1][0], expected) and calls[1][1] == 2.0  # guidance, when asked, toward those labels
+    assert calls[2] == (7, None)  # an asked digit goes as it is, at the drawer's default guidance
+
+
+def test_without_training_frequencies_any_digit_is_the_unconditional_mode(monkeypatch):
+    for cascade in (tiny_cascade(labels=True), tiny_cascade(labels=False)):
+        calls = spy_on_the_drawer(monkeypatch, cascade)
+        cascade.generate(2, steps=2, seed=3)
+        assert calls == [(None, None)]
+        with pytest.raises(InputError, match="guidance needs something to guide toward"):
+            cascade.generate(2, guidance=3.0, steps=2)
     with pytest.raises(InputError, match="from 0 to 9"):
-        cascade.generate(2, digit=10, steps=2)
-    with pytest.raises(InputError, match="guidance needs something to guide toward"):
-        cascade.generate(2, guidance=3.0, steps=2)
+        tiny_cascade(labels=True).generate(2, digit=10, steps=2)
 
 
 def test_bad_stages_and_requests_raise_clear_errors():
@@ -80,12 +94,8 @@ def test_bad_stages_and_requests_raise_clear_errors():
         Cascade(drawer, Pipeline(VideoUNet(preset("tiny", conditional=False)), device="cpu"))
     with pytest.raises(ConfigError, match="picture size"):
         Cascade(Pipeline(VideoUNet(preset("digits", size=32, **TINY)), device="cpu"), writer)
-    with pytest.raises(ConfigError, match="draw_digit must be a model with labels"):
-        Cascade(drawer, writer, draw_digit=drawer)
-    with pytest.raises(ConfigError, match=r"drawing stage \(draw_digit\)"):
-        Cascade(drawer, writer, draw_digit=writer)
     cascade = Cascade(drawer, writer)
-    with pytest.raises(ConfigError, match="cannot be asked for one"):
+    with pytest.raises(ConfigError, match="no labels and cannot be asked for a digit"):
         cascade.generate(2, digit=3, steps=2)
     with pytest.raises(InputError, match="positive"):
         cascade.generate(0)
@@ -93,16 +103,26 @@ def test_bad_stages_and_requests_raise_clear_errors():
         cascade.generate(1, seed="x")
 
 
-def test_the_shipped_cascade_is_the_shipped_digit_models_and_writer():
+def test_the_shipped_cascade_is_the_shipped_digit_model_and_writer():
     from tinydiff.checkpoint import load_checkpoint, load_shipped
 
     cascade = tinydiff.pretrained("cascade", device="cpu")
     assert cascade.write.cfg == preset("default")
-    for name, stage in (("digits", cascade.draw), ("digits-labelled", cascade.draw_digit)):
-        assert stage.cfg == preset(name)
-        assert load_shipped(name, load_checkpoint)["model_config"] == preset(name).to_dict()
+    assert cascade.draw.cfg == preset("digits-labelled")
+    assert load_shipped("digits-labelled", load_checkpoint)["model_config"] == preset("digits-labelled").to_dict()
     videos = cascade.generate(2, steps=2, seed=0)
     assert videos.shape == (2, 15, 28, 28)
+
+
+@pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"), reason="needs the MNIST digits (TINYDIFF_DATA)")
+def test_the_shipped_drawer_draws_labels_as_often_as_its_training_digits_had_them():
+    from tinydiff.data import load_mnist
+
+    # It was trained on the offline copy's training file: the official test digits 0-6999, the same on a
+    # full download.
+    labels = load_mnist("test")[1][:7000].numpy()
+    prior = tinydiff.pretrained("digits-labelled", device="cpu").label_prior
+    np.testing.assert_allclose(prior.numpy(), np.bincount(labels, minlength=10) / 7000, rtol=0, atol=1e-15)
 
 
 def test_the_shipped_cascade_writes_readable_digits():
@@ -131,13 +151,11 @@ def test_the_command_line_generates_with_the_cascade(tmp_path, capsys):
     out = tmp_path / "videos.npy"
     assert main(["generate", "--pretrained", "cascade", "-n", "2", "--steps", "2", "-o", str(out), "--quiet",
                  "--device", "cpu"]) == 0
-    import numpy as np
-
     assert np.load(out).shape == (2, 15, 28, 28)
     assert main(["generate", "--pretrained", "cascade", "-n", "2", "--digit", "3", "--steps", "2", "-o", str(out),
                  "--quiet", "--device", "cpu"]) == 0
     assert np.load(out).shape == (2, 15, 28, 28) and "class-conditional" in capsys.readouterr().out
-    assert main(["generate", "--pretrained", "cascade", "-n", "2", "--guidance", "3", "--steps", "2", "-o", str(out),
+    assert main(["generate", "--pretrained", "cascade", "-n", "2", "--digit", "12", "--steps", "2", "-o", str(out),
                  "--quiet", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "guidance needs something to guide toward" in err and err.count("\n") == 1
+    assert "from 0 to 9" in err and err.count("\n") == 1

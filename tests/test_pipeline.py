@@ -233,3 +233,30 @@ def test_the_shipped_writer_writes_the_digit_asked_for():
     read, confidence = last_frame_judgement(videos, pretrained_classifier())
     # The benchmark measures 100 per digit; here one each, judged by the independent digit classifier.
     assert ((read == torch.arange(10)) & (confidence >= 0.9)).sum() >= 8, read.tolist()
+
+
+def test_labels_are_drawn_in_the_training_frequencies_reproducibly():
+    prior = torch.tensor([0, 0, 0, 1, 0, 0, 0, 0, 0, 3], dtype=torch.float64) / 4
+    pipe = Pipeline(VideoUNet(preset("tiny")), device="cpu", label_prior=prior)
+    labels = pipe.draw_labels(4000, seed=0)
+    assert labels.dtype == torch.int64 and labels.shape == (4000,)
+    assert set(labels.unique().tolist()) == {3, 9}
+    # share of 9s: 0.75, binomial standard deviation sqrt(0.75 * 0.25 / 4000) = 0.0068; 4.4 of them
+    assert abs((labels == 9).double().mean().item() - 0.75) < 0.03
+    assert torch.equal(labels, pipe.draw_labels(4000, seed=0))
+    assert not torch.equal(labels, pipe.draw_labels(4000, seed=1))
+    with pytest.raises(InputError, match="seed"):
+        pipe.draw_labels(2, seed="x")
+    with pytest.raises(InputError, match="positive"):
+        pipe.draw_labels(0)
+    with pytest.raises(ConfigError, match="no training label frequencies"):
+        Pipeline(VideoUNet(preset("tiny")), device="cpu").draw_labels(2)
+
+
+@pytest.mark.parametrize("counts", [[1, 2, 3], [0] * 10, [-1] + [1] * 9, ["a"] * 10, [float("nan")] * 10])
+def test_unusable_label_counts_in_a_checkpoint_are_refused(tmp_path, counts):
+    model = VideoUNet(preset("tiny"))
+    save_checkpoint({"model_config": model.cfg.to_dict(), "model": model.state_dict(), "label_counts": counts},
+                    tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="label counts are unusable"):
+        Pipeline.from_checkpoint(tmp_path / "bad.pt", device="cpu")

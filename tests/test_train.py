@@ -11,6 +11,8 @@ import torch
 
 from tinydiff import CheckpointError, NoiseSchedule, Pipeline, VideoUNet, preset
 from tinydiff.checkpoint import load_checkpoint, model_from_checkpoint
+
+from .conftest import synthetic_digits
 from tinydiff.train import TrainConfig, learning_rate, loss_weights, train, update_ema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,6 +105,22 @@ def test_export_keeps_the_ema_weights(tmp_path, fake_mnist, tiny_config):
     exported = Pipeline.from_checkpoint(tmp_path / "small.pt", device="cpu").model.state_dict()
     for name, tensor in result.ema.state_dict().items():
         assert torch.equal(exported[name], tensor), name
+
+
+def test_a_labelled_model_records_its_training_label_frequencies(tmp_path, fake_mnist, tiny_config):
+    from tinydiff.checkpoint import export_weights
+
+    result = train(tiny_config, config(tmp_path, fake_mnist, steps=1, train_limit=40), progress=False)
+    # fake_mnist's training file holds synthetic_digits(64, seed=1); the run trained on its first 40
+    counts = np.bincount(synthetic_digits(64, seed=1)[1][:40], minlength=10)
+    assert load_checkpoint(result.checkpoint)["label_counts"] == counts.tolist()
+    export_weights(result.checkpoint, tmp_path / "small.pt")
+    prior = Pipeline.from_checkpoint(tmp_path / "small.pt", device="cpu").label_prior
+    np.testing.assert_allclose(prior.numpy(), counts / 40, rtol=0, atol=1e-15)
+
+    unlabelled = train(replace(tiny_config, labels=False), config(tmp_path / "b", fake_mnist, steps=1), progress=False)
+    assert load_checkpoint(unlabelled.checkpoint)["label_counts"] is None
+    assert Pipeline.from_checkpoint(unlabelled.checkpoint, device="cpu").label_prior is None
 
 
 def alpha_bar(schedule_name: str, num_timesteps: int = 1000) -> np.ndarray:

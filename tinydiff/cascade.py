@@ -2,12 +2,15 @@
 
 The writer's own unconditional mode has to invent a digit and its writing at once, and few of its videos
 end on a digit a classifier can read (RESULTS.md, "The cascade, shipped"). Split in two, each stage does what it is
-good at: the 2D model (the `digits` preset) draws a digit from noise, which is ordinary image diffusion;
-its binarised drawing is the condition of image-to-video, a nearly deterministic task that the writer
-does almost as well in 10 DDIM steps as in 50 (chapter 2). Frames agree with each other by construction: every
-frame is written toward the same finished digit. "Write me a 7" works the same way, with a labelled 2D
-model (the `digits-labelled` preset) drawing the 7 under classifier-free guidance.
-"""
+good at: a labelled 2D model (the `digits-labelled` preset) draws a digit from noise, which is ordinary image
+diffusion; its binarised drawing is the condition of image-to-video, a nearly deterministic task that the
+writer does almost as well in 10 DDIM steps as in 50 (chapter 2). Frames agree with each other by
+construction: every frame is written toward the same finished digit.
+
+"Write me a 7" asks the 2D model for a 7 under classifier-free guidance. "Any digit" first draws the label
+from the training data's digit frequencies, then asks for it at guidance 1: a sample of p(label) then of
+p(digit | label) is a sample of p(digit), and the labelled model's digits read better than those of its
+unconditional mode (RESULTS.md, "Any digit, by drawing a label first")."""
 
 from __future__ import annotations
 
@@ -26,50 +29,46 @@ WRITE_STEPS = 10
 
 
 class Cascade:
-    """2D digit models and a writer, used like a `Pipeline` that generates from noise.
+    """A 2D digit model and a writer, used like a `Pipeline` that generates from noise.
 
     Args:
-        draw: a pipeline of a one-frame model without a condition (`preset("digits")`, shipped as "digits"),
-            which draws digits when none is asked for.
+        draw: a pipeline of a one-frame model without a condition, which draws the digits. Shipped:
+            `preset("digits-labelled")`, which has labels, so it can be asked for a digit; for any digit it
+            first draws a label from its training label frequencies (`Pipeline.draw_labels`). A drawer
+            without labels (`preset("digits")`) or without recorded frequencies draws any digit from its
+            unconditional mode.
         write: a pipeline of an image-to-video model of the same size (the shipped "writer").
         write_steps: DDIM steps of the writing stage.
-        draw_digit: a one-frame model with labels (`preset("digits-labelled")`, shipped as "digits-labelled")
-            that draws the digit asked for; None: `draw` is asked, which then needs labels of its own.
     """
 
-    def __init__(self, draw: Pipeline, write: Pipeline, write_steps: int = WRITE_STEPS, *,
-                 draw_digit: Pipeline | None = None):
-        for name, stage, kind in (("draw", draw, "digits"), ("draw_digit", draw_digit, "digits-labelled")):
-            if stage is not None and (stage.cfg.frames != 1 or stage.cfg.conditional):
-                raise ConfigError(f"the drawing stage ({name}) must be a one-frame model without a condition "
-                                  f"(preset {kind!r}), got frames={stage.cfg.frames}, "
-                                  f"conditional={stage.cfg.conditional}")
-            if stage is not None and stage.cfg.size != write.cfg.size:
-                raise ConfigError(f"the stages disagree on the picture size: {stage.cfg.size} ({name}) and "
-                                  f"{write.cfg.size} (write)")
-        if draw_digit is not None and not draw_digit.cfg.labels:
-            raise ConfigError("draw_digit must be a model with labels (preset 'digits-labelled')")
+    def __init__(self, draw: Pipeline, write: Pipeline, write_steps: int = WRITE_STEPS):
+        if draw.cfg.frames != 1 or draw.cfg.conditional:
+            raise ConfigError(f"the drawing stage must be a one-frame model without a condition (preset "
+                              f"'digits-labelled'), got frames={draw.cfg.frames}, conditional={draw.cfg.conditional}")
+        if draw.cfg.size != write.cfg.size:
+            raise ConfigError(f"the stages disagree on the picture size: {draw.cfg.size} (draw) and "
+                              f"{write.cfg.size} (write)")
         if not write.cfg.conditional:
             raise ConfigError("the writing stage must be an image-to-video model (trained with the finished digit)")
-        self.draw, self.write, self.write_steps, self.draw_digit = draw, write, write_steps, draw_digit
+        self.draw, self.write, self.write_steps = draw, write, write_steps
 
-    def _drawer(self, digit) -> Pipeline:
-        """The first stage's model for this request."""
-        if digit is None:
-            return self.draw
-        if self.draw_digit is not None:
-            return self.draw_digit
-        if self.draw.cfg.labels:
-            return self.draw
-        raise ConfigError("this cascade's digit model draws any digit and cannot be asked for one; give it a "
-                          "labelled one (Cascade(..., draw_digit=...)) or use tinydiff.pretrained('cascade')")
+    def _request(self, n: int, digit, seed: int | None, guidance: float | None) -> tuple:
+        """The (digit, guidance) the drawer is asked for: for any digit, labels drawn from its training
+        frequencies at guidance 1 (unless given) when it has them, else its unconditional mode."""
+        if digit is not None and not self.draw.cfg.labels:
+            raise ConfigError("this cascade's digit model has no labels and cannot be asked for a digit; give it "
+                              "one that has (preset 'digits-labelled') or use tinydiff.pretrained('cascade')")
+        if digit is None and self.draw.cfg.labels and self.draw.label_prior is not None:
+            return self.draw.draw_labels(n, seed), 1.0 if guidance is None else guidance
+        return digit, guidance
 
     def digits(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
                progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
         """The first stage alone: n digits drawn from noise, binarised as the writer's condition is,
         (n, H, W) uint8 in {0, 255}. Arguments as for `generate`."""
-        drawn = self._drawer(digit).generate(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress,
-                                             digit=digit, guidance=guidance)  # (n, 1, H, W) in [0, 1]
+        digit, guidance = self._request(n, digit, seed, guidance)
+        drawn = self.draw.generate(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress,
+                                   digit=digit, guidance=guidance)  # (n, 1, H, W) in [0, 1]
         return (drawn[:, 0] > 0.5).to(torch.uint8) * 255
 
     def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
@@ -80,9 +79,9 @@ class Cascade:
             n: number of videos.
             steps, sampler, eta: the drawing stage's sampler (the writing stage runs DDIM-`write_steps`).
             seed: seeds both stages, for reproducible videos.
-            digit: None for any digit, else an int or a list of n ints (drawn by `draw_digit`, else by a
-                labelled `draw`).
-            guidance: classifier-free guidance toward the digit, as for `Pipeline.generate`.
+            digit: None for any digit, else an int or a list of n ints (the drawer needs labels).
+            guidance: classifier-free guidance toward the digit, as for `Pipeline.generate`; for any digit
+                drawn through a label, toward that label (default 1: the label's plain conditional model).
         Returns:
             (n, T, H, W) float tensor in [0, 1] on the CPU.
         """

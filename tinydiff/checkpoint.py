@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read without executing pickled code, self-describing.
 
-A checkpoint is a dict of plain values and tensors: {"format", "model_config", "model", "ema", ...}.
+A checkpoint is a dict of plain values and tensors: {"format", "model_config", "model", "ema", ...}; a model
+with labels also records how often each digit came up in its training data ("label_counts").
 `torch.load(..., weights_only=True)` refuses anything else, so a hostile file cannot run code.
 """
 
@@ -17,19 +18,18 @@ from typing import Callable, TypeVar
 import torch
 
 from .errors import CheckpointError, ConfigError
-from .model import ModelConfig, VideoUNet
+from .model import CLASSES, ModelConfig, VideoUNet
 
 FORMAT = "tinydiff-checkpoint-1"
 
 # Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use:
 # the digit classifier, and the denoisers that `tinydiff.pretrained(NAME)` loads (PRETRAINED), which also
-# offers the cascade: the shipped 2D digit models drawing, the writer animating (tinydiff.cascade).
+# offers the cascade: the shipped 2D digit model drawing, the writer animating (tinydiff.cascade).
 CLASSIFIER = "classifier"
 CASCADE = "cascade"
 SHIPPED: dict[str, str] = {
     "writer": "1d415974cbeb8f72b308d02c943714c253ca60238f323e150c7d73af3ec582e2",
-    "digits": "087af67334edef62d855ce35e462a03e2576f63e09170c636fbfe42a4f4b25bf",
-    "digits-labelled": "7b33090b02dce13c832520d6c27277551cfb2afbc24bd8e929a0a2cc41da321d",
+    "digits-labelled": "a2fca2846b4f2e8a25518fc163e0b06c206c3a6c1bcf0f49f1424293483de79a",
     CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
     "ablation-per-frame": "c989a8f57c511bb74e3e36000f21258f4ad68517768924bbd2097693cd4a3671",
     "ablation-temporal-conv": "5ada1dca7c8ab625cd35d124166b87b17c4e44afdc3600516ab7692b058ea434",
@@ -94,6 +94,23 @@ def model_from_checkpoint(payload: dict, use_ema: bool = True) -> VideoUNet:
     return model.eval()
 
 
+def label_prior(payload: dict) -> torch.Tensor | None:
+    """The training label frequencies (CLASSES,) float64 summing to 1 that a checkpoint records, or None
+    when it records none (a model without labels, or one trained before tinydiff recorded them)."""
+    counts = payload.get("label_counts")
+    if counts is None:
+        return None
+    try:
+        counts = torch.as_tensor(counts, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        counts = None
+    if counts is None or counts.shape != (CLASSES,) or not torch.isfinite(counts).all() or (counts < 0).any() \
+            or counts.sum() <= 0:
+        raise CheckpointError(f"the checkpoint's label counts are unusable: expected {CLASSES} non-negative "
+                              "counts, not all zero")
+    return counts / counts.sum()
+
+
 Loaded = TypeVar("Loaded")
 
 
@@ -117,7 +134,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
-    """Write an inference checkpoint: the EMA weights as "model", the configurations and the step.
+    """Write an inference checkpoint: the EMA weights as "model", the configurations, the step and the
+    training label counts.
 
     Drops the optimiser state and the raw weights (a third of the size). Returns the file's SHA-256.
     """
@@ -125,5 +143,5 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     model = model_from_checkpoint(state)  # validates that the weights fit the configuration
     save_checkpoint({"model_config": state["model_config"], "train_config": state.get("train_config"),
                      "precision": state.get("precision"), "model": model.state_dict(), "ema": None,
-                     "step": state.get("step")}, dst)
+                     "step": state.get("step"), "label_counts": state.get("label_counts")}, dst)
     return sha256(dst)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .cascade import Cascade
-from .checkpoint import CASCADE, PRETRAINED, load_checkpoint, load_shipped, model_from_checkpoint
+from .checkpoint import CASCADE, PRETRAINED, label_prior, load_checkpoint, load_shipped, model_from_checkpoint
 from .data import condition_from_digits
 from .device import autocast, resolve_device, resolve_precision
 from .drawing import digit_from_image
@@ -24,16 +24,26 @@ from .schedule import NoiseSchedule
 LABEL_GUIDANCE = 2.0
 
 
+def check_seed(seed) -> int | None:
+    """A sampling seed: an integer, or None for fresh entropy; anything else is a one-line InputError."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(f"seed must be an integer or None, got {seed!r}")
+    return seed
+
+
 def _generator(seed: int | None) -> torch.Generator:
     """A CPU generator for the sampler's noise; seed=None draws fresh entropy without touching the
     global RNG (torch.seed() would re-seed the caller's torch.manual_seed stream)."""
     generator = torch.Generator()
-    if seed is None:
+    if check_seed(seed) is None:
         generator.seed()
         return generator
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise InputError(f"seed must be an integer or None, got {seed!r}")
     return generator.manual_seed(seed)
+
+
+# Labels drawn by `Pipeline.draw_labels` come from a stream of their own (a numpy SeedSequence of the seed
+# and this tag), so that a seed's labels and its sampler noise (torch's stream of the same seed) are independent.
+LABEL_STREAM = 0x1AB
 
 
 class Pipeline:
@@ -43,20 +53,42 @@ class Pipeline:
         model: a trained `VideoUNet` (its config names the schedule and prediction target).
         device: where to run; None or "auto" picks CUDA when available, else the CPU.
         precision: "auto", "fp32", "bf16" or "fp16" (see `tinydiff.device`); "auto" is fp32 on a CPU.
+        label_prior: how often each digit came up in the training data, (10,) summing to 1, for
+            `draw_labels`; None when unknown. `from_checkpoint` reads it from the checkpoint.
     """
 
-    def __init__(self, model: VideoUNet, device: torch.device | str | None = None, precision: str = "auto"):
+    def __init__(self, model: VideoUNet, device: torch.device | str | None = None, precision: str = "auto", *,
+                 label_prior: torch.Tensor | None = None):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
         self.schedule = NoiseSchedule(self.cfg.schedule, self.cfg.num_timesteps)
+        self.label_prior = label_prior
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
                         precision: str = "auto") -> "Pipeline":
         """Load any checkpoint written by `tinydiff.train` (the EMA weights by default)."""
-        return cls(model_from_checkpoint(load_checkpoint(path), use_ema=use_ema), device, precision)
+        payload = load_checkpoint(path)
+        return cls(model_from_checkpoint(payload, use_ema=use_ema), device, precision,
+                   label_prior=label_prior(payload))
+
+    def draw_labels(self, n: int, seed: int | None = None) -> torch.Tensor:
+        """n digits (n,) long drawn from the training label frequencies (`label_prior`).
+
+        Asking a labelled model for them at guidance 1 samples a label, then a digit given the label:
+        ancestral sampling from the model's joint distribution, i.e. "any digit", in the proportions of
+        its training data.
+        """
+        if self.label_prior is None:
+            raise ConfigError("this model records no training label frequencies (a model without labels, or "
+                              "trained before tinydiff recorded them), so it cannot draw labels")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"n must be a positive integer, got {n!r}")
+        entropy = None if check_seed(seed) is None else [seed % 2**64, LABEL_STREAM]
+        rng = np.random.default_rng(entropy)
+        return torch.from_numpy(rng.choice(CLASSES, size=n, p=self.label_prior.double().numpy())).long()
 
     def _shape(self, n: int) -> tuple[int, ...]:
         return (n, 1, self.cfg.frames, self.cfg.size, self.cfg.size)
@@ -209,13 +241,11 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline | Cascade:
     """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
 
-    "cascade" combines the shipped 2D digit models ("digits", and "digits-labelled" when a digit is asked
-    for) and the writer in one `Cascade`: a better generator from noise than the writer alone (RESULTS.md,
-    "The cascade, shipped").
+    "cascade" combines the shipped 2D digit model ("digits-labelled") and the writer in one `Cascade`: a
+    better generator from noise than the writer alone (BENCHMARKS.md).
     """
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
     if name == CASCADE:
-        return Cascade(pretrained("digits", device, precision), pretrained("writer", device, precision),
-                       draw_digit=pretrained("digits-labelled", device, precision))
+        return Cascade(pretrained("digits-labelled", device, precision), pretrained("writer", device, precision))
     return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device, precision=precision))

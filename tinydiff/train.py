@@ -29,7 +29,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import WritingVideos
 from .device import autocast, check_precision, no_tf32, resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, TrainingError
-from .model import NO_LABEL, ModelConfig, VideoUNet
+from .model import CLASSES, NO_LABEL, ModelConfig, VideoUNet
 from .schedule import NoiseSchedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -227,6 +227,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         dataset.to(device)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
     per_epoch = len(sampler) // cfg.batch_size
+    # The digits' frequencies in the training data: a labelled model's prior p(label), with which its
+    # class-conditional samples add up to samples of the whole data (tinydiff.cascade).
+    label_counts = torch.bincount(dataset.labels.cpu(), minlength=CLASSES).tolist() if model_cfg.labels else None
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -238,7 +241,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
                              "precision": precision, "model": model.state_dict(), "ema": ema.state_dict(),
                              "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict() if scaler.is_enabled() else None, "step": step,
-                             "losses": losses, "elapsed_s": elapsed, "rng": torch.get_rng_state()}, path)
+                             "losses": losses, "elapsed_s": elapsed, "rng": torch.get_rng_state(),
+                             "label_counts": label_counts}, path)
         if world > 1:
             dist.barrier()
 

@@ -62,16 +62,21 @@ def spy_on_the_drawer(monkeypatch, cascade: Cascade) -> list:
 
 
 def test_any_digit_is_a_label_drawn_from_the_training_frequencies_then_asked_for(monkeypatch):
-    prior = torch.full((10,), 0.1, dtype=torch.float64)
-    cascade = tiny_cascade(labels=True, label_prior=prior)
+    cascade = tiny_cascade(labels=True, label_prior=torch.full((10,), 0.1, dtype=torch.float64))
+    assert cascade.draws_labels
     calls = spy_on_the_drawer(monkeypatch, cascade)
     cascade.generate(5, steps=2, seed=3)
-    cascade.digits(5, steps=2, seed=3, guidance=2.0)
+    cascade.digits(5, steps=2, seed=3, guidance=0.0)
     cascade.digits(2, digit=7, steps=2)
-    expected = cascade.draw.draw_labels(5, seed=3)
-    assert torch.equal(calls[0][0], expected) and calls[0][1] == 1.0  # ancestral: the plain conditional model
-    assert torch.equal(calls[1][0], expected) and calls[1][1] == 2.0  # guidance, when asked, toward those labels
-    assert calls[2] == (7, None)  # an asked digit goes as it is, at the drawer's default guidance
+    assert torch.equal(calls[0][0], cascade.draw.draw_labels(5, seed=3)) and calls[0][1] == 1.0  # ancestral
+    assert calls[1:] == [(None, 0.0), (7, None)]  # guidance 0: the unconditional mode; a digit goes as asked
+    with pytest.raises(InputError, match="guidance needs something to guide toward"):
+        cascade.generate(2, guidance=3.0, steps=2)
+    # every label from a prior with all its mass on the 4s is a 4
+    only_fours = tiny_cascade(labels=True, label_prior=torch.eye(10)[4])
+    calls = spy_on_the_drawer(monkeypatch, only_fours)
+    only_fours.digits(6, steps=2, seed=0)
+    assert calls[0][0].tolist() == [4] * 6
 
 
 def test_without_training_frequencies_any_digit_is_the_unconditional_mode(monkeypatch):
@@ -108,7 +113,7 @@ def test_the_shipped_cascade_is_the_shipped_digit_model_and_writer():
 
     cascade = tinydiff.pretrained("cascade", device="cpu")
     assert cascade.write.cfg == preset("default")
-    assert cascade.draw.cfg == preset("digits-labelled")
+    assert cascade.draw.cfg == preset("digits-labelled") and cascade.draws_labels
     assert load_shipped("digits-labelled", load_checkpoint)["model_config"] == preset("digits-labelled").to_dict()
     videos = cascade.generate(2, steps=2, seed=0)
     assert videos.shape == (2, 15, 28, 28)
@@ -155,7 +160,7 @@ def test_the_command_line_generates_with_the_cascade(tmp_path, capsys):
     assert main(["generate", "--pretrained", "cascade", "-n", "2", "--digit", "3", "--steps", "2", "-o", str(out),
                  "--quiet", "--device", "cpu"]) == 0
     assert np.load(out).shape == (2, 15, 28, 28) and "class-conditional" in capsys.readouterr().out
-    assert main(["generate", "--pretrained", "cascade", "-n", "2", "--digit", "12", "--steps", "2", "-o", str(out),
+    assert main(["generate", "--pretrained", "cascade", "-n", "2", "--guidance", "3", "--steps", "2", "-o", str(out),
                  "--quiet", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "from 0 to 9" in err and err.count("\n") == 1
+    assert "guidance needs something to guide toward" in err and err.count("\n") == 1

@@ -241,10 +241,11 @@ def test_labels_are_drawn_in_the_training_frequencies_reproducibly():
     labels = pipe.draw_labels(4000, seed=0)
     assert labels.dtype == torch.int64 and labels.shape == (4000,)
     assert set(labels.unique().tolist()) == {3, 9}
-    # share of 9s: 0.75, binomial standard deviation sqrt(0.75 * 0.25 / 4000) = 0.0068; 4.4 of them
+    # share of 9s: 0.75, binomial standard deviation sqrt(0.75 * 0.25 / 4000) = 0.0068, so 0.03 is 4.4 of them
     assert abs((labels == 9).double().mean().item() - 0.75) < 0.03
     assert torch.equal(labels, pipe.draw_labels(4000, seed=0))
     assert not torch.equal(labels, pipe.draw_labels(4000, seed=1))
+    assert set(pipe.draw_labels(50, seed=-1).unique().tolist()) <= {3, 9}  # any integer seeds, as the CLI's
     with pytest.raises(InputError, match="seed"):
         pipe.draw_labels(2, seed="x")
     with pytest.raises(InputError, match="positive"):
@@ -260,3 +261,9 @@ def test_unusable_label_counts_in_a_checkpoint_are_refused(tmp_path, counts):
                     tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="label counts are unusable"):
         Pipeline.from_checkpoint(tmp_path / "bad.pt", device="cpu")
+
+
+@pytest.mark.parametrize("prior", [[1, 2, 3], [0] * 10, torch.tensor([-1.0] + [1.0] * 9)])
+def test_unusable_label_frequencies_are_refused(prior):
+    with pytest.raises(ConfigError, match="label frequencies must be 10 non-negative numbers"):
+        Pipeline(VideoUNet(preset("tiny")), device="cpu", label_prior=prior)

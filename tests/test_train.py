@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tinydiff import CheckpointError, NoiseSchedule, Pipeline, VideoUNet, preset
-from tinydiff.checkpoint import load_checkpoint, model_from_checkpoint
+from tinydiff.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
+from tinydiff.train import TrainConfig, learning_rate, loss_weights, train, update_ema
 
 from .conftest import synthetic_digits
-from tinydiff.train import TrainConfig, learning_rate, loss_weights, train, update_ema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,8 +96,6 @@ def test_two_process_torchrun(tmp_path, fake_mnist):
 def test_export_keeps_the_ema_weights(tmp_path, fake_mnist, tiny_config):
     import hashlib
 
-    from tinydiff.checkpoint import export_weights
-
     result = train(tiny_config, config(tmp_path, fake_mnist, steps=2), progress=False)
     digest = export_weights(result.checkpoint, tmp_path / "small.pt")
     assert digest == hashlib.sha256((tmp_path / "small.pt").read_bytes()).hexdigest()
@@ -108,8 +106,6 @@ def test_export_keeps_the_ema_weights(tmp_path, fake_mnist, tiny_config):
 
 
 def test_a_labelled_model_records_its_training_label_frequencies(tmp_path, fake_mnist, tiny_config):
-    from tinydiff.checkpoint import export_weights
-
     result = train(tiny_config, config(tmp_path, fake_mnist, steps=1, train_limit=40), progress=False)
     # fake_mnist's training file holds synthetic_digits(64, seed=1); the run trained on its first 40
     counts = np.bincount(synthetic_digits(64, seed=1)[1][:40], minlength=10)

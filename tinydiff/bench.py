@@ -170,8 +170,8 @@ def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: 
     judged(f"unconditional, the same {n_uncond} last frames re-written by image-to-video (DDIM-10)",
            generation_report(rewritten(pipe, videos), classifier, training_digits))
     videos, seconds = generated(cascade, n_uncond, steps=50)
-    how = ("a label drawn from the training frequencies, then the digit model at guidance 1"
-           if cascade.draw.label_prior is not None else "the digit model")
+    how = ("a label drawn from the training frequencies, then the digit model at guidance 1,"
+           if cascade.draws_labels else "digit model")
     judged(f"unconditional by the cascade, {n_uncond} videos ({how} DDIM-50, then the writer "
            f"DDIM-{cascade.write_steps}, {seconds:.0f} s)", generation_report(videos, classifier, training_digits))
 

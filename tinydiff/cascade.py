@@ -52,14 +52,20 @@ class Cascade:
             raise ConfigError("the writing stage must be an image-to-video model (trained with the finished digit)")
         self.draw, self.write, self.write_steps = draw, write, write_steps
 
+    @property
+    def draws_labels(self) -> bool:
+        """Whether "any digit" draws a label first (a labelled drawer with training label frequencies)."""
+        return self.draw.cfg.labels and self.draw.label_prior is not None
+
     def _request(self, n: int, digit, seed: int | None, guidance: float | None) -> tuple:
-        """The (digit, guidance) the drawer is asked for: for any digit, labels drawn from its training
-        frequencies at guidance 1 (unless given) when it has them, else its unconditional mode."""
+        """The (digit, guidance) the drawer is asked for. For any digit at guidance 1 (the default), labels
+        drawn from its training frequencies when it has them; otherwise its unconditional mode, where
+        guidance other than 0 and 1 has nothing to guide toward (the drawer says so)."""
         if digit is not None and not self.draw.cfg.labels:
             raise ConfigError("this cascade's digit model has no labels and cannot be asked for a digit; give it "
                               "one that has (preset 'digits-labelled') or use tinydiff.pretrained('cascade')")
-        if digit is None and self.draw.cfg.labels and self.draw.label_prior is not None:
-            return self.draw.draw_labels(n, seed), 1.0 if guidance is None else guidance
+        if digit is None and self.draws_labels and guidance in (None, 1.0):
+            return self.draw.draw_labels(n, seed), 1.0
         return digit, guidance
 
     def digits(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
@@ -80,8 +86,8 @@ class Cascade:
             steps, sampler, eta: the drawing stage's sampler (the writing stage runs DDIM-`write_steps`).
             seed: seeds both stages, for reproducible videos.
             digit: None for any digit, else an int or a list of n ints (the drawer needs labels).
-            guidance: classifier-free guidance toward the digit, as for `Pipeline.generate`; for any digit
-                drawn through a label, toward that label (default 1: the label's plain conditional model).
+            guidance: classifier-free guidance toward the digit, as for `Pipeline.generate`. For any digit:
+                1 (the default) draws through a label, 0 asks the drawer's unconditional mode.
         Returns:
             (n, T, H, W) float tensor in [0, 1] on the CPU.
         """

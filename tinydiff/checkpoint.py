@@ -1,7 +1,7 @@
 """Checkpoints: written atomically, read without executing pickled code, self-describing.
 
-A checkpoint is a dict of plain values and tensors: {"format", "model_config", "model", "ema", ...}; a model
-with labels also records how often each digit came up in its training data ("label_counts").
+A checkpoint is a dict of plain values and tensors: {"format", "model_config", "model", "ema", ...}. Since tinydiff
+0.2, a model with labels also records how often each digit came up in its training data ("label_counts").
 `torch.load(..., weights_only=True)` refuses anything else, so a hostile file cannot run code.
 """
 
@@ -94,21 +94,28 @@ def model_from_checkpoint(payload: dict, use_ema: bool = True) -> VideoUNet:
     return model.eval()
 
 
-def label_prior(payload: dict) -> torch.Tensor | None:
-    """The training label frequencies (CLASSES,) float64 summing to 1 that a checkpoint records, or None
-    when it records none (a model without labels, or one trained before tinydiff recorded them)."""
-    counts = payload.get("label_counts")
-    if counts is None:
+def label_frequencies(counts) -> torch.Tensor:
+    """How often each digit 0-9 came up (counts, or frequencies) as frequencies (CLASSES,) float64 on the
+    CPU summing to 1; anything else is a one-line ConfigError."""
+    try:
+        frequencies = torch.as_tensor(counts, dtype=torch.float64, device="cpu")
+    except (TypeError, ValueError, RuntimeError):
+        frequencies = None
+    if frequencies is None or frequencies.shape != (CLASSES,) or not torch.isfinite(frequencies).all() \
+            or (frequencies < 0).any() or frequencies.sum() <= 0:
+        raise ConfigError(f"label frequencies must be {CLASSES} non-negative numbers, not all zero, got {counts!r:.80}")
+    return frequencies / frequencies.sum()
+
+
+def label_prior_of(payload: dict) -> torch.Tensor | None:
+    """The training label frequencies a checkpoint records (`label_frequencies`), or None when it records
+    none (a model without labels, or one trained before tinydiff recorded them)."""
+    if payload.get("label_counts") is None:
         return None
     try:
-        counts = torch.as_tensor(counts, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError):
-        counts = None
-    if counts is None or counts.shape != (CLASSES,) or not torch.isfinite(counts).all() or (counts < 0).any() \
-            or counts.sum() <= 0:
-        raise CheckpointError(f"the checkpoint's label counts are unusable: expected {CLASSES} non-negative "
-                              "counts, not all zero")
-    return counts / counts.sum()
+        return label_frequencies(payload["label_counts"])
+    except ConfigError as error:
+        raise CheckpointError(f"the checkpoint's label counts are unusable: {error}") from None
 
 
 Loaded = TypeVar("Loaded")
@@ -141,6 +148,7 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     """
     state = load_checkpoint(src)
     model = model_from_checkpoint(state)  # validates that the weights fit the configuration
+    label_prior_of(state)  # and that the label counts are usable
     save_checkpoint({"model_config": state["model_config"], "train_config": state.get("train_config"),
                      "precision": state.get("precision"), "model": model.state_dict(), "ema": None,
                      "step": state.get("step"), "label_counts": state.get("label_counts")}, dst)

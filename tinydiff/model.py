@@ -106,8 +106,9 @@ def _integers(name: str, values) -> tuple[int, ...]:
     return tuple(int(v) for v in values)
 
 
-# The cascade's first stage (tinydiff.cascade): the finished digit as a one-frame video, drawn from nothing;
-# the default network without the condition, the label, the ink-distance hint or anything temporal.
+# A 2D digit model, the base of tinydiff.cascade's first stage: the finished digit as a one-frame video, drawn
+# from nothing; the default network without the condition, the label, the ink-distance hint or anything
+# temporal. Not shipped without labels: a labelled one draws digits the classifier reads more often (RESULTS.md).
 _DIGITS = ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
                       conditional=False, frames=1, prediction="x0", schedule="cosine", temporal_conv=False,
                       temporal_attention=False)
@@ -130,8 +131,9 @@ PRESETS: dict[str, ModelConfig] = {
                                  global_context=True, ink_distance=True, labels=True, prediction="x0", schedule="cosine",
                                  temporal_attention=False),
     "digits": _DIGITS,
-    # The same, asked for a digit: the cascade's first stage for "write me a 7" (a label embedding, trained
-    # with the label dropped half the time for classifier-free guidance; RESULTS.md).
+    # The same with a label embedding, trained with the label dropped half the time for classifier-free
+    # guidance: the shipped cascade's first stage, for "write me a 7" and, through a label drawn from the
+    # training frequencies, for any digit (RESULTS.md).
     "digits-labelled": replace(_DIGITS, labels=True),
     # Test-sized (10,896 parameters), with every component `default` uses: 2x2 patches, temporal
     # attention at the coarsest level, FiLM, global context, ink distance, labels, x0-prediction, cosine.

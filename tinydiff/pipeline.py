@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from .cascade import Cascade
-from .checkpoint import CASCADE, PRETRAINED, label_prior, load_checkpoint, load_shipped, model_from_checkpoint
+from .checkpoint import (CASCADE, PRETRAINED, label_frequencies, label_prior_of, load_checkpoint, load_shipped,
+                         model_from_checkpoint)
 from .data import condition_from_digits
 from .device import autocast, resolve_device, resolve_precision
 from .drawing import digit_from_image
@@ -53,7 +54,7 @@ class Pipeline:
         model: a trained `VideoUNet` (its config names the schedule and prediction target).
         device: where to run; None or "auto" picks CUDA when available, else the CPU.
         precision: "auto", "fp32", "bf16" or "fp16" (see `tinydiff.device`); "auto" is fp32 on a CPU.
-        label_prior: how often each digit came up in the training data, (10,) summing to 1, for
+        label_prior: how often each digit came up in the training data, (10,) counts or frequencies, for
             `draw_labels`; None when unknown. `from_checkpoint` reads it from the checkpoint.
     """
 
@@ -64,7 +65,7 @@ class Pipeline:
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
         self.schedule = NoiseSchedule(self.cfg.schedule, self.cfg.num_timesteps)
-        self.label_prior = label_prior
+        self.label_prior = None if label_prior is None else label_frequencies(label_prior)  # (10,) float64, CPU
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
@@ -72,7 +73,7 @@ class Pipeline:
         """Load any checkpoint written by `tinydiff.train` (the EMA weights by default)."""
         payload = load_checkpoint(path)
         return cls(model_from_checkpoint(payload, use_ema=use_ema), device, precision,
-                   label_prior=label_prior(payload))
+                   label_prior=label_prior_of(payload))
 
     def draw_labels(self, n: int, seed: int | None = None) -> torch.Tensor:
         """n digits (n,) long drawn from the training label frequencies (`label_prior`).
@@ -88,7 +89,7 @@ class Pipeline:
             raise InputError(f"n must be a positive integer, got {n!r}")
         entropy = None if check_seed(seed) is None else [seed % 2**64, LABEL_STREAM]
         rng = np.random.default_rng(entropy)
-        return torch.from_numpy(rng.choice(CLASSES, size=n, p=self.label_prior.double().numpy())).long()
+        return torch.from_numpy(rng.choice(CLASSES, size=n, p=self.label_prior.numpy())).long()
 
     def _shape(self, n: int) -> tuple[int, ...]:
         return (n, 1, self.cfg.frames, self.cfg.size, self.cfg.size)

@@ -156,6 +156,7 @@ def test_the_command_line_generates_with_the_cascade(tmp_path, capsys):
     out = tmp_path / "videos.npy"
     assert main(["generate", "--pretrained", "cascade", "-n", "2", "--steps", "2", "-o", str(out), "--quiet",
                  "--device", "cpu"]) == 0
+    assert "any digit (each label drawn from the training frequencies" in capsys.readouterr().out
     assert np.load(out).shape == (2, 15, 28, 28)
     assert main(["generate", "--pretrained", "cascade", "-n", "2", "--digit", "3", "--steps", "2", "-o", str(out),
                  "--quiet", "--device", "cpu"]) == 0

@@ -32,6 +32,7 @@ def _generate(args) -> None:
 
     from .data import HELDOUT, load_mnist, writing_videos
     from .metrics import frame_iou
+    from .cascade import Cascade
     from .pipeline import default_guidance, digit_labels
     from .viz import check_output, save_video
 
@@ -58,9 +59,13 @@ def _generate(args) -> None:
         print(f"animated {len(digits)} held-out digits; mean frame IoU against the true videos: {iou:.3f}")
     else:
         videos = pipe.generate(n, digit=digit, guidance=args.guidance, **options)
-        asked = ("unconditional" if digit is None else
-                 f"class-conditional (guidance {default_guidance(args.guidance, True):g})")
-        print(f"generated {n} {asked} videos")
+        if digit is not None:
+            asked = f"class-conditional videos (guidance {default_guidance(args.guidance, True):g})"
+        elif isinstance(pipe, Cascade) and pipe.draws_labels and args.guidance in (None, 1.0):
+            asked = "videos of any digit (each label drawn from the training frequencies, then its digit)"
+        else:
+            asked = "unconditional videos"
+        print(f"generated {n} {asked}")
     if out.suffix == ".npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, videos.numpy())

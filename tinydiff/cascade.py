@@ -54,8 +54,13 @@ class Cascade:
 
     @property
     def draws_labels(self) -> bool:
-        """Whether "any digit" draws a label first (a labelled drawer with training label frequencies)."""
+        """Whether "any digit" can draw a label first (a labelled drawer with training label frequencies)."""
         return self.draw.cfg.labels and self.draw.label_prior is not None
+
+    def draws_labels_at(self, guidance: float | None) -> bool:
+        """Whether "any digit" at this guidance draws a label first: at 1 (the default) only; 0 is the
+        drawer's unconditional mode."""
+        return self.draws_labels and guidance in (None, 1.0)
 
     def _request(self, n: int, digit, seed: int | None, guidance: float | None) -> tuple:
         """The (digit, guidance) the drawer is asked for. For any digit at guidance 1 (the default), labels
@@ -64,7 +69,7 @@ class Cascade:
         if digit is not None and not self.draw.cfg.labels:
             raise ConfigError("this cascade's digit model has no labels and cannot be asked for a digit; give it "
                               "one that has (preset 'digits-labelled') or use tinydiff.pretrained('cascade')")
-        if digit is None and self.draws_labels and guidance in (None, 1.0):
+        if digit is None and self.draws_labels_at(guidance):
             return self.draw.draw_labels(n, seed), 1.0
         return digit, guidance
 

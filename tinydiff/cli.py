@@ -30,9 +30,9 @@ def _train(args) -> None:
 def _generate(args) -> None:
     import numpy as np
 
+    from .cascade import Cascade
     from .data import HELDOUT, load_mnist, writing_videos
     from .metrics import frame_iou
-    from .cascade import Cascade
     from .pipeline import default_guidance, digit_labels
     from .viz import check_output, save_video
 
@@ -61,7 +61,7 @@ def _generate(args) -> None:
         videos = pipe.generate(n, digit=digit, guidance=args.guidance, **options)
         if digit is not None:
             asked = f"class-conditional videos (guidance {default_guidance(args.guidance, True):g})"
-        elif isinstance(pipe, Cascade) and pipe.draws_labels and args.guidance in (None, 1.0):
+        elif isinstance(pipe, Cascade) and pipe.draws_labels_at(args.guidance):
             asked = "videos of any digit (each label drawn from the training frequencies, then its digit)"
         else:
             asked = "unconditional videos"

@@ -32,6 +32,13 @@ def check_seed(seed) -> int | None:
     return seed
 
 
+def check_count(n) -> int:
+    """A number of videos (or labels) to sample: a positive integer, else a one-line InputError."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"n must be a positive integer, got {n!r}")
+    return n
+
+
 def _generator(seed: int | None) -> torch.Generator:
     """A CPU generator for the sampler's noise; seed=None draws fresh entropy without touching the
     global RNG (torch.seed() would re-seed the caller's torch.manual_seed stream)."""
@@ -85,8 +92,7 @@ class Pipeline:
         if self.label_prior is None:
             raise ConfigError("this model records no training label frequencies (a model without labels, or "
                               "trained before tinydiff recorded them), so it cannot draw labels")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InputError(f"n must be a positive integer, got {n!r}")
+        check_count(n)
         entropy = None if check_seed(seed) is None else [seed % 2**64, LABEL_STREAM]
         rng = np.random.default_rng(entropy)
         return torch.from_numpy(rng.choice(CLASSES, size=n, p=self.label_prior.numpy())).long()
@@ -125,8 +131,7 @@ class Pipeline:
             n = condition.shape[0]
         else:
             condition = None
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise InputError(f"n must be a positive integer, got {n!r}")
+            check_count(n)
             if digit is not None:
                 if not self.cfg.labels:
                     raise ConfigError("this model was trained without class labels, so it cannot be asked for a "

@@ -1,4 +1,4 @@
-"""The cascade: a one-frame digit model draws, the writer animates what it drew."""
+"""The cascade: a one-frame digit model draws, an image-to-video model writes what it drew."""
 
 import os
 
@@ -19,7 +19,7 @@ def tiny_cascade(labels: bool = False, label_prior: torch.Tensor | None = None) 
     return Cascade(draw, Pipeline(VideoUNet(preset("tiny")), device="cpu"))
 
 
-def test_the_writer_animates_exactly_the_binarised_drawing(monkeypatch):
+def test_the_second_stage_writes_exactly_the_binarised_drawing(monkeypatch):
     cascade = tiny_cascade()
     drawn = cascade.draw.generate(3, steps=4, seed=11)  # (3, 1, 28, 28) in [0, 1]
     assert drawn.shape == (3, 1, 28, 28)
@@ -33,7 +33,7 @@ def test_the_writer_animates_exactly_the_binarised_drawing(monkeypatch):
     monkeypatch.setattr(cascade.write, "animate", spy)
     videos = cascade.generate(3, steps=4, seed=11)
     assert videos.shape == (3, 15, 28, 28) and 0 <= videos.min() and videos.max() <= 1
-    expected = torch.where(drawn[:, 0] > 0.5, 255, 0).to(torch.uint8)  # MNIST-style ink, as the writer takes
+    expected = torch.where(drawn[:, 0] > 0.5, 255, 0).to(torch.uint8)  # MNIST-style ink, as image-to-video takes
     assert torch.equal(seen["digits"], expected)
     assert seen["sampling"]["steps"] == cascade.write_steps and seen["sampling"]["seed"] == 11
 
@@ -97,6 +97,8 @@ def test_bad_stages_and_requests_raise_clear_errors():
     drawer = Pipeline(VideoUNet(preset("digits", **TINY)), device="cpu")
     with pytest.raises(ConfigError, match="image-to-video"):
         Cascade(drawer, Pipeline(VideoUNet(preset("tiny", conditional=False)), device="cpu"))
+    with pytest.raises(ConfigError, match="image-to-video"):  # conditional, but never trained with the digit
+        Cascade(drawer, Pipeline(VideoUNet(preset("tiny")), device="cpu", modes={"noise", "label"}))
     with pytest.raises(ConfigError, match="picture size"):
         Cascade(Pipeline(VideoUNet(preset("digits", size=32, **TINY)), device="cpu"), writer)
     cascade = Cascade(drawer, writer)
@@ -108,11 +110,16 @@ def test_bad_stages_and_requests_raise_clear_errors():
         cascade.generate(1, seed="x")
 
 
-def test_the_shipped_cascade_is_the_shipped_digit_model_and_writer():
+def test_the_shipped_cascade_is_the_shipped_digit_model_and_animator():
     from tinydiff.checkpoint import load_checkpoint, load_shipped
 
     cascade = tinydiff.pretrained("cascade", device="cpu")
-    assert cascade.write.cfg == preset("default")
+    assert cascade.write.cfg == preset("default") and cascade.write.modes == {"image"}
+    writer = tinydiff.pretrained("writer", device="cpu").model.state_dict()
+    mine, animator = cascade.write.model.state_dict(), tinydiff.pretrained("animator", device="cpu").model.state_dict()
+    assert mine.keys() == animator.keys() == writer.keys()
+    assert all(torch.equal(mine[k], animator[k]) for k in mine)
+    assert not all(torch.equal(mine[k], writer[k]) for k in mine)
     assert cascade.draw.cfg == preset("digits-labelled") and cascade.draws_labels
     assert load_shipped("digits-labelled", load_checkpoint)["model_config"] == preset("digits-labelled").to_dict()
     videos = cascade.generate(2, steps=2, seed=0)

@@ -229,3 +229,19 @@ def test_mode_shares_are_checked(tmp_path, fake_mnist):
         TrainConfig(label_share=1.5)
     with pytest.raises(ConfigError, match="label embedding"):
         train(preset("tiny", labels=False), config(tmp_path, fake_mnist, label_share=0.3), progress=False)
+
+
+@pytest.mark.parametrize("shares, model, modes", [
+    (dict(cond_drop=0.2, label_share=0.4), {}, {"noise", "label", "image"}),  # the writer's recipe
+    (dict(cond_drop=0.0, label_share=0.0), {}, {"image"}),  # the animator's
+    (dict(cond_drop=0.2), {}, {"noise", "label", "image"}),  # label_share None: LABEL_SHARE (0.4)
+    (dict(cond_drop=0.2), dict(labels=False), {"noise", "image"}),  # None without labels: 0
+    (dict(cond_drop=0.6, label_share=0.4), {}, {"noise", "label"}),  # 1 - (0.6 + 0.4) is exactly 0
+    (dict(cond_drop=0.5, label_share=0.5), dict(conditional=False), {"noise", "label"}),  # digits-labelled
+    (dict(cond_drop=0.0, label_share=0.5), dict(conditional=False), {"noise", "label"}),  # the rest: nothing
+    (dict(cond_drop=0.0, label_share=0.0), dict(conditional=False, labels=False), {"noise"}),
+])
+def test_trained_modes_follow_the_shares_of_training(shares, model, modes):
+    from tinydiff.train import trained_modes
+
+    assert trained_modes({"steps": 10, **shares}, preset("tiny", **model)) == modes

@@ -2,7 +2,7 @@
 
 Modules, one concept each: `data` (digits to writing videos), `schedule` (the noise schedule),
 `model` (the dual-branch 3D U-Net), `sampling` (DDPM, DDIM, DPM-Solver++), `train`, `checkpoint`, `metrics`,
-`viz`, `drawing` (your own drawing as a digit), `pipeline`, `cascade` (a 2D digit model, then the writer),
+`viz`, `drawing` (your own drawing as a digit), `pipeline`, `cascade` (a 2D digit model, then an image-to-video model),
 `cli`. Importing the package does no work: no data, models or training.
 """
 

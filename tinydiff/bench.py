@@ -5,10 +5,11 @@
 
 Measures, in one run on one machine: training throughput of the default and original configurations;
 training minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
-videos against the original network's 50 forward passes; the shipped writer's image-to-video quality at
-DDIM 10, DDIM 50 and DDPM 1000; and its generation from noise judged by the shipped digit classifier
-(unconditional and class-conditional per digit, by the writer and by the cascade; and quality against the
-sampler and its steps). Writes a markdown report (BENCHMARKS.md) and prints it.
+videos against the original network's 50 forward passes; image-to-video quality of the shipped writer at
+DDIM 10, DDIM 50 and DDPM 1000, and of the animator (the cascade's writing stage) at DDIM 10 and 50;
+and generation from noise judged by the shipped digit classifier (unconditional and class-conditional per
+digit, by the writer and by the cascade; and quality against the sampler and its steps). Writes a markdown
+report (BENCHMARKS.md) and prints it.
 """
 
 from __future__ import annotations
@@ -172,13 +173,13 @@ def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: 
     videos, seconds = generated(cascade, n_uncond, steps=50)
     how = ("a label drawn from the training frequencies, then the digit model at guidance 1,"
            if cascade.draws_labels else "digit model")
-    judged(f"unconditional by the cascade, {n_uncond} videos ({how} DDIM-50, then the writer "
+    judged(f"unconditional by the cascade, {n_uncond} videos ({how} DDIM-50, then the animator "
            f"DDIM-{cascade.write_steps}, {seconds:.0f} s)", generation_report(videos, classifier, training_digits))
 
     asked = torch.arange(10).repeat_interleave(per_digit)
     for by, model, how in (("", pipe, f"DDIM-{CONDITIONAL_STEPS}"),
                            (" by the cascade", cascade,
-                            f"digit model DDIM-{CONDITIONAL_STEPS}, then the writer DDIM-{cascade.write_steps}")):
+                            f"digit model DDIM-{CONDITIONAL_STEPS}, then the animator DDIM-{cascade.write_steps}")):
         videos, seconds = generated(model, len(asked), asked.tolist(), steps=CONDITIONAL_STEPS)
         report = generation_report(videos, classifier, training_digits, asked=asked)
         judged(f"class-conditional{by}, {per_digit} per digit (guidance {LABEL_GUIDANCE:g}, {how}, {seconds:.0f} s)",
@@ -298,18 +299,21 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("sampling speed-up (target >= 10x)", f"{original / ddim:.1f}x"))
         print(f"  DDIM-50 {ddim:.2f} s, original network 50 passes {original:.2f} s", flush=True)
 
-        print("shipped writer quality ...", flush=True)
-        for label, n, sampling in ((f"DDIM-10, {n_ddim10} held-out digits", n_ddim10, dict(steps=10)),
-                                   (f"DDIM-50, {n_ddim50} held-out digits", n_ddim50, dict(steps=50)),
-                                   (f"DDPM-1000, {n_ddpm} held-out digits", n_ddpm, dict(sampler="ddpm", steps=None))):
-            r = evaluate(pipe, digits[:n], truth[:n], **{k: v for k, v in sampling.items() if v is not None})
-            rows.append((f"writer {label}: frame IoU / vanishing ink / last-frame IoU",
-                         f"{r['iou']:.3f} / {100 * r['vanish']:.2f} % / {r['last']:.3f} ({r['seconds']:.0f} s)"))
-            print(f"  {label}: {r}", flush=True)
+        print("image-to-video quality ...", flush=True)
+        cascade = pretrained(CASCADE, device=device, precision=args.precision)
+        ddim10, ddim50 = ((f"DDIM-10, {n_ddim10} held-out digits", n_ddim10, dict(steps=10)),
+                          (f"DDIM-50, {n_ddim50} held-out digits", n_ddim50, dict(steps=50)))
+        ddpm = (f"DDPM-1000, {n_ddpm} held-out digits", n_ddpm, dict(sampler="ddpm"))
+        for name, model, settings in (("writer", pipe, (ddim10, ddim50, ddpm)),
+                                      ("animator (the cascade's writing stage)", cascade.write, (ddim10, ddim50))):
+            for label, n, sampling in settings:
+                r = evaluate(model, digits[:n], truth[:n], **sampling)
+                rows.append((f"{name} {label}: frame IoU / vanishing ink / last-frame IoU",
+                             f"{r['iou']:.3f} / {100 * r['vanish']:.2f} % / {r['last']:.3f} ({r['seconds']:.0f} s)"))
+                print(f"  {name} {label}: {r}", flush=True)
 
         print("generation from noise, judged by the digit classifier ...", flush=True)
         n_uncond, per_digit, n_table = (20, 2, 10) if quick else (args.generated, args.per_digit, args.table_videos)
-        cascade = pretrained(CASCADE, device=device, precision=args.precision)
         generation, steps_table = generation_rows(pipe, cascade, n_uncond, per_digit, n_table, heldout, args.data_root,
                                                   QUICK_STEPS_TABLE if quick else STEPS_TABLE)
         rows += generation

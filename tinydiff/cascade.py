@@ -1,11 +1,12 @@
-"""Generation from noise in two stages: a 2D diffusion model draws the finished digit, the writer animates it.
+"""Generation from noise in two stages: a 2D diffusion model draws the finished digit, an animator writes it.
 
 The writer's own unconditional mode has to invent a digit and its writing at once, and few of its videos
 end on a digit a classifier can read (RESULTS.md, "The cascade, shipped"). Split in two, each stage does what it is
 good at: a labelled 2D model (the `digits-labelled` preset) draws a digit from noise, which is ordinary image
-diffusion; its binarised drawing is the condition of image-to-video, a nearly deterministic task that the
-writer does almost as well in 10 DDIM steps as in 50 (chapter 2). Frames agree with each other by
-construction: every frame is written toward the same finished digit.
+diffusion; its binarised drawing is the condition of image-to-video, a nearly deterministic task, done by the
+"animator": the writer's network trained on image-to-video alone, which does it better than the three-mode
+writer (RESULTS.md, "The animator"), as well in 10 DDIM steps as in 50. Frames agree with each other
+by construction: every frame is written toward the same finished digit.
 
 "Write me a 7" asks the 2D model for a 7 under classifier-free guidance. "Any digit" first draws the label
 from the training data's digit frequencies, then asks for it at guidance 1: a sample of p(label) then of
@@ -23,13 +24,13 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .pipeline import Pipeline
 
-# DDIM steps of the writing stage: image-to-video is almost as good at 10 steps as at 50 (BENCHMARKS.md:
-# frame IoU 0.862 against 0.875 on held-out digits) at a fifth of the cost.
+# DDIM steps of the writing stage: the animator's image-to-video is as good at 10 steps as at 50 (frame IoU
+# 0.914 and 0.912 on the first 256 held-out digits; RESULTS.md, "The animator") at a fifth of the cost.
 WRITE_STEPS = 10
 
 
 class Cascade:
-    """A 2D digit model and a writer, used like a `Pipeline` that generates from noise.
+    """A 2D digit model and an image-to-video model, used like a `Pipeline` that generates from noise.
 
     Args:
         draw: a pipeline of a one-frame model without a condition, which draws the digits. Shipped:
@@ -37,7 +38,8 @@ class Cascade:
             first draws a label from its training label frequencies (`Pipeline.draw_labels`). A drawer
             without labels (`preset("digits")`) or without recorded frequencies draws any digit from its
             unconditional mode.
-        write: a pipeline of an image-to-video model of the same size (the shipped "writer").
+        write: a pipeline of an image-to-video model of the same size. Shipped: the "animator"; the "writer"
+            works too.
         write_steps: DDIM steps of the writing stage.
     """
 
@@ -48,7 +50,7 @@ class Cascade:
         if draw.cfg.size != write.cfg.size:
             raise ConfigError(f"the stages disagree on the picture size: {draw.cfg.size} (draw) and "
                               f"{write.cfg.size} (write)")
-        if not write.cfg.conditional:
+        if not write.cfg.conditional or (write.modes is not None and "image" not in write.modes):
             raise ConfigError("the writing stage must be an image-to-video model (trained with the finished digit)")
         self.draw, self.write, self.write_steps = draw, write, write_steps
 
@@ -75,7 +77,7 @@ class Cascade:
 
     def digits(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
                progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
-        """The first stage alone: n digits drawn from noise, binarised as the writer's condition is,
+        """The first stage alone: n digits drawn from noise, binarised as image-to-video's condition is,
         (n, H, W) uint8 in {0, 255}. Arguments as for `generate`."""
         digit, guidance = self._request(n, digit, seed, guidance)
         drawn = self.draw.generate(n, steps=steps, sampler=sampler, seed=seed, eta=eta, progress=progress,
@@ -84,7 +86,7 @@ class Cascade:
 
     def generate(self, n: int, steps: int = 50, sampler: str = "ddim", seed: int | None = None, eta: float = 0.0,
                  progress: bool = False, *, digit=None, guidance: float | None = None) -> torch.Tensor:
-        """Writing videos from noise: each digit drawn by the first stage, then written by the writer.
+        """Writing videos from noise: each digit drawn by the first stage, then written by the second.
 
         Args:
             n: number of videos.
@@ -101,5 +103,5 @@ class Cascade:
         return self.write.animate(drawn, steps=self.write_steps, seed=seed, progress=progress)
 
     def animate(self, digits, **sampling) -> torch.Tensor:
-        """Image-to-video needs no first stage: the writer's `Pipeline.animate`."""
+        """Image-to-video needs no first stage: the second stage's `Pipeline.animate`."""
         return self.write.animate(digits, **sampling)

@@ -24,12 +24,14 @@ FORMAT = "tinydiff-checkpoint-1"
 
 # Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use:
 # the digit classifier, and the denoisers that `tinydiff.pretrained(NAME)` loads (PRETRAINED), which also
-# offers the cascade: the shipped 2D digit model drawing, the writer animating (tinydiff.cascade).
+# offers the cascade: the shipped 2D digit model drawing, the animator (the writer's network trained on
+# image-to-video alone) writing it (tinydiff.cascade).
 CLASSIFIER = "classifier"
 CASCADE = "cascade"
 SHIPPED: dict[str, str] = {
     "writer": "1d415974cbeb8f72b308d02c943714c253ca60238f323e150c7d73af3ec582e2",
     "digits-labelled": "a2fca2846b4f2e8a25518fc163e0b06c206c3a6c1bcf0f49f1424293483de79a",
+    "animator": "4847578a661be7a0395c87b3049243d4c98635935e036bbdf1a77657b3d906ed",
     CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
     "ablation-per-frame": "c989a8f57c511bb74e3e36000f21258f4ad68517768924bbd2097693cd4a3671",
     "ablation-temporal-conv": "5ada1dca7c8ab625cd35d124166b87b17c4e44afdc3600516ab7692b058ea434",

@@ -20,6 +20,7 @@ from .errors import CheckpointError, ConfigError, InputError
 from .model import CLASSES, VideoUNet
 from .sampling import SamplerStep, guided, sample_steps
 from .schedule import NoiseSchedule
+from .train import MODES, trained_modes
 
 # The default guidance scale for "write me a 7" (classifier-free guidance on the label; see RESULTS.md).
 LABEL_GUIDANCE = 2.0
@@ -63,24 +64,36 @@ class Pipeline:
         precision: "auto", "fp32", "bf16" or "fp16" (see `tinydiff.device`); "auto" is fp32 on a CPU.
         label_prior: how often each digit came up in the training data, (10,) counts or frequencies, for
             `draw_labels`; None when unknown. `from_checkpoint` reads it from the checkpoint.
+        modes: the conditioning modes the model was trained on (`tinydiff.train.MODES`); a request that needs
+            another one is refused rather than sampled from untrained weights. None (unknown) allows all.
+            `from_checkpoint` reads them from the checkpoint's training configuration.
     """
 
     def __init__(self, model: VideoUNet, device: torch.device | str | None = None, precision: str = "auto", *,
-                 label_prior: torch.Tensor | None = None):
+                 label_prior: torch.Tensor | None = None, modes: frozenset[str] | None = None):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
         self.cfg = model.cfg
         self.schedule = NoiseSchedule(self.cfg.schedule, self.cfg.num_timesteps)
         self.label_prior = None if label_prior is None else label_frequencies(label_prior)  # (10,) float64, CPU
+        self.modes = None if modes is None else frozenset(modes)
+        if self.modes is not None and not self.modes <= set(MODES):
+            raise ConfigError(f"unknown conditioning modes {sorted(self.modes - set(MODES))}; known: {', '.join(MODES)}")
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
                         precision: str = "auto") -> "Pipeline":
         """Load any checkpoint written by `tinydiff.train` (the EMA weights by default)."""
         payload = load_checkpoint(path)
-        return cls(model_from_checkpoint(payload, use_ema=use_ema), device, precision,
-                   label_prior=label_prior_of(payload))
+        model = model_from_checkpoint(payload, use_ema=use_ema)
+        modes = None
+        if isinstance(payload.get("train_config"), dict):
+            try:
+                modes = trained_modes(payload["train_config"], model.cfg)
+            except ConfigError as error:
+                raise CheckpointError(f"{path} records an unusable training configuration: {error}") from None
+        return cls(model, device, precision, label_prior=label_prior_of(payload), modes=modes)
 
     def draw_labels(self, n: int, seed: int | None = None) -> torch.Tensor:
         """n digits (n,) long drawn from the training label frequencies (`label_prior`).
@@ -140,9 +153,26 @@ class Pipeline:
             elif guidance not in (None, 0.0, 1.0):
                 raise InputError("guidance needs something to guide toward: pass a digit (or animate digits)")
         guidance = default_guidance(guidance, digit is not None)
+        self._check_trained_for("image" if digits is not None else "label" if digit is not None else "noise",
+                                guidance)
         return sample_steps(self._denoiser(condition, label, guidance), self.schedule, self.cfg.prediction,
                             self._shape(n), sampler=sampler, steps=None if sampler == "ddpm" else steps,
                             eta=eta, generator=_generator(seed), device=self.device, progress=progress)
+
+    def _check_trained_for(self, mode: str, guidance: float) -> None:
+        """Refuse a request that needs a conditioning mode the model never trained on (its weights there are
+        untrained, its videos noise): the mode asked for, and for guidance other than 1 the unconditional mode
+        guidance pushes from (at 0, that one alone)."""
+        if self.modes is None:
+            return
+        needed = {"noise"} if guidance == 0.0 else {mode} | ({"noise"} if guidance != 1.0 else set())
+        missing = needed - self.modes
+        if not missing:
+            return
+        trained = " and ".join(MODES[m][0] for m in MODES if m in self.modes) or "nothing"
+        asked = MODES[mode][1] if mode in missing else f"guidance {guidance:g} (it needs videos from nothing)"
+        hint = "; tinydiff.pretrained('cascade') generates from noise" if self.modes == {"image"} else ""
+        raise ConfigError(f"this model was trained only on {trained}, so it cannot be asked for {asked}{hint}")
 
     def _run(self, **kwargs) -> torch.Tensor:
         x = None
@@ -247,11 +277,12 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline | Cascade:
     """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
 
-    "cascade" combines the shipped 2D digit model ("digits-labelled") and the writer in one `Cascade`: a
-    better generator from noise than the writer alone (BENCHMARKS.md).
+    "cascade" combines the shipped 2D digit model ("digits-labelled") and the animator (image-to-video
+    alone, which it does better than the writer) in one `Cascade`: a better generator from noise than the
+    writer alone (BENCHMARKS.md).
     """
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
     if name == CASCADE:
-        return Cascade(pretrained("digits-labelled", device, precision), pretrained("writer", device, precision))
+        return Cascade(pretrained("digits-labelled", device, precision), pretrained("animator", device, precision))
     return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device, precision=precision))

@@ -105,6 +105,31 @@ def conditioning_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> float:
     return share
 
 
+# The conditioning modes a model can be asked for, by what it trained on: a video from nothing ("noise", which
+# classifier-free guidance also pushes from), from a class label ("label"), from the finished digit ("image").
+# Each with how a message names training on it, and asking for it.
+MODES = {"noise": ("videos from nothing", "a video from nothing (any digit)"),
+         "label": ("videos from a class label", "a digit by its label"),
+         "image": ("videos of a finished digit (image-to-video)", "the video of a finished digit")}
+
+
+def mode_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, float]:
+    """The share of training videos in each conditioning mode (`MODES`), as `train` draws them: nothing below
+    cond_drop, the label alone up to cond_drop + label_share, the finished digit above; a model without a
+    condition trains those last ones from nothing."""
+    label_share = conditioning_shares(cfg, model_cfg)
+    rest = 1.0 - (cfg.cond_drop + label_share)
+    if not model_cfg.conditional:
+        return {"noise": cfg.cond_drop + rest, "label": label_share, "image": 0.0}
+    return {"noise": cfg.cond_drop, "label": label_share, "image": rest}
+
+
+def trained_modes(train_config: dict, model_cfg: ModelConfig) -> frozenset[str]:
+    """The conditioning modes a checkpoint's training configuration gave any of its videos."""
+    shares = mode_shares(TrainConfig.from_dict(train_config), model_cfg)
+    return frozenset(mode for mode, share in shares.items() if share > 0)
+
+
 def learning_rate(cfg: TrainConfig, step: int) -> float:
     """Linear warm-up, then cosine decay from lr to min_lr_ratio * lr at the last step."""
     if step < cfg.warmup_steps:

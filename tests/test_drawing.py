@@ -203,6 +203,20 @@ def test_animate_command(tiny_checkpoint, tmp_path, capsys):
     assert capsys.readouterr().out.count("wrote") == 4
 
 
+def test_drawings_go_to_the_animator_unless_told_otherwise(tmp_path, capsys, monkeypatch):
+    from tinydiff.cli import build_parser
+
+    assert build_parser().parse_args(["animate", "a.png"]).pretrained == "animator"
+    assert build_parser().parse_args(["generate"]).pretrained == "writer"
+    # The animator never trained without its drawing, so it refuses guidance, and says which model takes it.
+    monkeypatch.chdir(tmp_path)
+    seven().save("ok.png")
+    assert main(["animate", "ok.png", "--guidance", "2", "--steps", "1", "--quiet", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be asked for guidance 2" in err and "pretrained('writer')" in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("*.gif"))
+
+
 CLI_ERRORS = {
     "missing image": (["nope.png"], [], "does not exist"),
     "blank image": (["white.png"], [], "blank"),

@@ -273,6 +273,8 @@ def test_the_shipped_animator_was_trained_on_image_to_video_alone():
     assert tinydiff.pretrained("writer", device="cpu").modes == {"noise", "label", "image"}
     with pytest.raises(ConfigError, match="pretrained\\('cascade'\\) generates from noise"):
         animator.generate(1, steps=2)
+    with pytest.raises(ConfigError, match="pretrained\\('writer'\\) was trained without its condition too"):
+        animator.animate(np.zeros((1, 28, 28), np.uint8), steps=2, guidance=2)
 
 
 @pytest.mark.skipif(not os.environ.get("TINYDIFF_DATA"), reason="TINYDIFF_DATA is not set")

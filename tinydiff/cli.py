@@ -137,8 +137,9 @@ def _bench(args) -> None:
     bench_main(args.options)
 
 
-def _sampling_options() -> argparse.ArgumentParser:
-    """The options every sampling command shares (generate, animate): one declaration of each."""
+def _sampling_options(model: str) -> argparse.ArgumentParser:
+    """The options every sampling command shares (generate, animate): one declaration of each. `model`: the
+    shipped model a command uses unless told otherwise."""
     from .checkpoint import PRETRAINED
     from .pipeline import LABEL_GUIDANCE
     from .sampling import SAMPLERS
@@ -146,8 +147,8 @@ def _sampling_options() -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     source = shared.add_mutually_exclusive_group()
     source.add_argument("--checkpoint", help="a checkpoint written by `tinydiff train`")
-    source.add_argument("--pretrained", default="writer",
-                        help=f"a model shipped with the package: {', '.join(PRETRAINED)} (default: writer)")
+    source.add_argument("--pretrained", default=model,
+                        help=f"a model shipped with the package: {', '.join(PRETRAINED)} (default: {model})")
     shared.add_argument("--steps", type=int, default=50, help="DDIM or DPM-Solver++ steps; DDPM takes all (default: 50)")
     shared.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     shared.add_argument("--guidance", type=float,
@@ -177,7 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="tinydiff", description="Tiny video diffusion: MNIST digits written frame by frame.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sampling = _sampling_options()
 
     p = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt if present)",
                        description="Train a video denoiser on MNIST writing videos. Runs under torchrun too.")
@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 
-    p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF", parents=[sampling],
+    p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF",
+                       parents=[_sampling_options("writer")],
                        description="Generate writing videos from noise (-n, optionally --digit D) or animate "
                                    "held-out MNIST digits (--heldout-digits K).")
     what = p.add_mutually_exclusive_group()
@@ -219,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="samples.gif", help="output .gif (or .npy for the raw frames)")
     p.set_defaults(run=_generate)
 
-    p = sub.add_parser("animate", help="animate your own drawings of digits into a GIF or MP4", parents=[sampling],
+    # Drawings go to the animator by default: it writes a given digit better than the writer (RESULTS.md).
+    p = sub.add_parser("animate", help="animate your own drawings of digits into a GIF or MP4",
+                       parents=[_sampling_options("animator")],
                        description="Animate drawings of digits (PNG, JPEG, GIF, ... any size, either polarity): "
                                    "each is made MNIST-like (cropped, fitted to 20x20, centred), then written "
                                    "frame by frame by the model.")

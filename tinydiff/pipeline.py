@@ -171,7 +171,10 @@ class Pipeline:
             return
         trained = " and ".join(MODES[m][0] for m in MODES if m in self.modes) or "nothing"
         asked = MODES[mode][1] if mode in missing else f"guidance {guidance:g} (it needs videos from nothing)"
-        hint = "; tinydiff.pretrained('cascade') generates from noise" if self.modes == {"image"} else ""
+        hint = ""
+        if self.modes == {"image"}:  # the shipped animator: name the shipped model that can do what was asked
+            hint = ("; tinydiff.pretrained('cascade') generates from noise" if mode in missing else
+                    "; tinydiff.pretrained('writer') was trained without its condition too, and takes guidance")
         raise ConfigError(f"this model was trained only on {trained}, so it cannot be asked for {asked}{hint}")
 
     def _run(self, **kwargs) -> torch.Tensor:

@@ -74,7 +74,7 @@ def drawing_animator(pipe, steps: int = 20, seed: int = 0, scale: int = 6):
     """Upload a drawing (or pick a shipped example), see it made MNIST-like, then watch it written.
 
     Args:
-        pipe: a `Pipeline` (e.g. `tinydiff.pretrained("writer")`).
+        pipe: a `Pipeline` (e.g. `tinydiff.pretrained("animator")`).
         steps: DDIM steps per animation.
     Returns:
         an ipywidgets VBox to display.

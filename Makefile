@@ -37,19 +37,19 @@ demo: install
 	$(PY) -m tinydiff train --preset default --steps 200 --out $(DEMO) --no-resume
 	$(PY) -m tinydiff generate --checkpoint $(DEMO)/checkpoint.pt --heldout-digits 16 --steps 50 -o $(DEMO)/videos.gif
 
-# Retrain the shipped writer from scratch (about 95 minutes on 2 CPU cores), then export its EMA
+# Retrain the shipped writer from scratch (about 72 minutes on 2 CPU cores), then export its EMA
 # weights into the package; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
 # Conditioning modes (RESULTS.md): 20 % nothing, 40 % the label alone, 40 % the finished digit.
 writer: install
-	$(PY) -m tinydiff train --preset default --steps 2400 --batch-size 64 --lr 3e-3 --cond-drop 0.2 --label-share 0.4 \
+	$(PY) -m tinydiff train --preset default --steps 4800 --batch-size 64 --lr 3e-3 --cond-drop 0.2 --label-share 0.4 \
 		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/writer
 	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
 
-# Retrain the cascade's writing stage from scratch (about 75 minutes on 2 CPU cores): the writer's network and
+# Retrain the cascade's writing stage from scratch (about 65 minutes on 2 CPU cores): the writer's network and
 # recipe, trained on image-to-video alone (no videos from nothing or from a label alone), which it then does better than the
 # three-mode writer (RESULTS.md, "The animator"); export it and record the printed SHA-256 as above.
 animator: install
-	$(PY) -m tinydiff train --preset default --steps 2200 --batch-size 64 --lr 3e-3 --cond-drop 0 --label-share 0 \
+	$(PY) -m tinydiff train --preset default --steps 4400 --batch-size 64 --lr 3e-3 --cond-drop 0 --label-share 0 \
 		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/animator
 	$(PY) -m tinydiff export runs/animator/checkpoint.pt tinydiff/weights/animator.pt
 
@@ -64,9 +64,9 @@ digits-labelled: install
 	$(PY) -m tinydiff export runs/digits-labelled/checkpoint.pt tinydiff/weights/digits-labelled.pt
 
 # Retrain the three networks of the temporal-consistency ablation (chapter 4) with the writer's recipe on
-# one shared budget (tinydiff.ablation.BUDGET; about 95 minutes on 2 CPU cores) and export them into the
+# one shared budget (tinydiff.ablation.BUDGET; about 80 minutes on 2 CPU cores) and export them into the
 # package; record the printed SHA-256s in tinydiff/checkpoint.py (SHIPPED), then `make ablation-measure`
-# (about 16 minutes) measures what chapter 4 tabulates, tagged with those SHA-256s.
+# (about 8 minutes) measures what chapter 4 tabulates, tagged with those SHA-256s.
 ablation: install
 	$(PY) -m tinydiff.ablation train
 

@@ -126,16 +126,16 @@ def test_architecture_of_the_default_preset_has_the_shapes_worked_out_by_hand(cl
     from tinydiff.plots import architecture
 
     fig = architecture(preset("default"))
-    # 28 px in 2x2 patches: 14 px at level 0 (32 channels), 7 px at level 1 (64); F = 15 frames.
+    # 28 px in 2x2 patches: 14 px at level 0 (16 channels), 7 px at level 1 (32); F = 15 frames.
     assert shapes(fig) == {
         "space-to-depth": "(1, 20, 15, 14, 14)",  # 5 planes x 2 x 2
-        "stem": "(1, 32, 15, 14, 14)",
-        "down 0": "(1, 32, 15, 14, 14)",
-        "down 1": "(1, 64, 15, 7, 7)",
-        "global context": "(1, 64, 15, 7, 7)",
-        "middle": "(1, 64, 15, 7, 7)",
-        "up 1": "(1, 64, 15, 7, 7)",
-        "up 0": "(1, 32, 15, 14, 14)",
+        "stem": "(1, 16, 15, 14, 14)",
+        "down 0": "(1, 16, 15, 14, 14)",
+        "down 1": "(1, 32, 15, 7, 7)",
+        "global context": "(1, 32, 15, 7, 7)",
+        "middle": "(1, 32, 15, 7, 7)",
+        "up 1": "(1, 32, 15, 7, 7)",
+        "up 0": "(1, 16, 15, 14, 14)",
         "head": "(1, 4, 15, 14, 14)",  # one channel per pixel of a 2x2 patch
         "depth-to-space": "(1, 1, 15, 28, 28)",
         "output": "(1, 1, 15, 28, 28)",
@@ -145,16 +145,16 @@ def test_architecture_of_the_default_preset_has_the_shapes_worked_out_by_hand(cl
     for plane in ("x_t", "condition c", "ink distance of c", "row coordinate", "frame coordinate"):
         assert plane in text["inputs"]
     assert "5 planes × 4 = 20 channels" in text["space-to-depth"]
-    assert "concat skip (1, 128, 15, 7, 7)" in text["up 1"] and "concat skip (1, 64, 15, 14, 14)" in text["up 0"]
-    assert "max over H, W: (1, 64, 15, 1, 1)" in text["global context"]
+    assert "concat skip (1, 64, 15, 7, 7)" in text["up 1"] and "concat skip (1, 32, 15, 14, 14)" in text["up 0"]
+    assert "max over H, W: (1, 32, 15, 1, 1)" in text["global context"]
     assert "(1, 1, 28, 28)" in text["condition"] and "predicted x_0" in text["output"]
-    # the embedding: t, the label (labels=True) and the frame position (film=True), width 4 x 32 = 128
+    # the embedding: t, the label (labels=True) and the frame position (film=True), width 4 x 16 = 64
     assert "label y" in text["embedding"] and "frame position" in text["embedding"]
-    assert "emb (1, 15, 128)" in text["embedding"] and "FiLM" in text["embedding"]
+    assert "emb (1, 15, 64)" in text["embedding"] and "FiLM" in text["embedding"]
     everything = " ".join(t.get_text() for t in fig.axes[0].texts)
-    assert "(1, 32, 15, 14, 14)" in everything and "(1, 64, 15, 7, 7)" in everything
-    assert "avg pool 1×2×2 → (1, 32, 15, 7, 7)" in everything  # down 0, halved
-    assert "nearest ×2, conv 1×3×3 → (1, 32, 15, 14, 14)" in everything  # up 1, doubled and narrowed
+    assert "(1, 16, 15, 14, 14)" in everything and "(1, 32, 15, 7, 7)" in everything
+    assert "avg pool 1×2×2 → (1, 16, 15, 7, 7)" in everything  # down 0, halved
+    assert "nearest ×2, conv 1×3×3 → (1, 16, 15, 14, 14)" in everything  # up 1, doubled and narrowed
     assert tuple(fig.get_size_inches())[0] == 12
 
 

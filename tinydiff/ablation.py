@@ -9,8 +9,8 @@ package: `tinydiff.pretrained("ablation-per-frame")` and so on. `measure` sample
 seeds for the three tasks of `TASKS` and keeps every video's measures, so that chapter 4 can put
 bootstrap confidence intervals on the means; the shipped measurements (`MEASURED`) are what
 
-    python -m tinydiff.ablation train     # `make ablation`: about 95 minutes on 2 CPU cores
-    python -m tinydiff.ablation measure   # `make ablation-measure`: about 16 minutes; writes MEASURED
+    python -m tinydiff.ablation train     # `make ablation`: about 80 minutes on 2 CPU cores
+    python -m tinydiff.ablation measure   # `make ablation-measure`: about 8 minutes; writes MEASURED
 
 produce (record the SHA-256s that training prints in `tinydiff.checkpoint.SHIPPED` in between).
 """
@@ -41,9 +41,9 @@ VARIANTS: dict[str, str] = {
     "ablation-attention": "default",
 }
 # The one training budget all three share: the writer's recipe (`make writer`: the same batch, learning
-# rate, conditioning modes and seed) in a shorter run, 1,000 steps (its warm-up and cosine decay included)
-# instead of the writer's 2,400.
-BUDGET = {"steps": 1000, "batch_size": 64, "lr": 3e-3, "cond_drop": 0.2, "label_share": 0.4, "seed": 0}
+# rate, conditioning modes and seed) in a shorter run, 2,000 steps (its warm-up and cosine decay included)
+# instead of the writer's 4,800.
+BUDGET = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "cond_drop": 0.2, "label_share": 0.4, "seed": 0}
 
 # What each model is asked for, and how it is sampled. Video i of a task uses seed (i // BATCH) * BATCH,
 # so the first k * BATCH videos of a longer run are exactly a shorter run's.

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 # DDIM steps of the writing stage: the animator's image-to-video is as good at 10 steps as at 50 (frame IoU
-# 0.914 and 0.912 on the first 256 held-out digits; RESULTS.md, "The animator") at a fifth of the cost.
+# 0.921 at both on the first 256 held-out digits; RESULTS.md, "The 16/32 networks, shipped") at a fifth of
+# the cost.
 WRITE_STEPS = 10
 
 

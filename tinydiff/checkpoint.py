@@ -29,13 +29,13 @@ FORMAT = "tinydiff-checkpoint-1"
 CLASSIFIER = "classifier"
 CASCADE = "cascade"
 SHIPPED: dict[str, str] = {
-    "writer": "1d415974cbeb8f72b308d02c943714c253ca60238f323e150c7d73af3ec582e2",
+    "writer": "9987c039dddb6620e02f91e34843b67a4fcbec50634b76ef671921116a6f3d46",
     "digits-labelled": "a2fca2846b4f2e8a25518fc163e0b06c206c3a6c1bcf0f49f1424293483de79a",
-    "animator": "4847578a661be7a0395c87b3049243d4c98635935e036bbdf1a77657b3d906ed",
+    "animator": "ebe6f4cdcf1851896933193e2d775925308c6b875012138d52a357c3d65c6234",
     CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
-    "ablation-per-frame": "c989a8f57c511bb74e3e36000f21258f4ad68517768924bbd2097693cd4a3671",
-    "ablation-temporal-conv": "5ada1dca7c8ab625cd35d124166b87b17c4e44afdc3600516ab7692b058ea434",
-    "ablation-attention": "cbe5fec827289c6fe8e239adb6127279958e6bb7d18ea98ef57e42856ff8f40e",
+    "ablation-per-frame": "d40a8e685bdaf6e6a3760061895d619db3390ca2d061139faf0b3feeeb85ef07",
+    "ablation-temporal-conv": "25131e822d5702e1ea1b1f6a5310fa482aacd53f3cc176628bef93785aeb7ba0",
+    "ablation-attention": "c1091bf8bacd01f09ef1d791d73094bcfd8114cc126cead8738e44cad9f1410a",
 }
 PRETRAINED = (*(name for name in SHIPPED if name != CLASSIFIER), CASCADE)
 

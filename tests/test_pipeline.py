@@ -288,7 +288,7 @@ def test_the_shipped_animator_writes_heldout_digits_better_than_the_writer():
     iou = {name: frame_iou(tinydiff.pretrained(name, device="cpu").animate(digits, steps=10, seed=0), truth)
            for name in ("writer", "animator")}
     # Measured on a CPU (DDIM-10, seed 0): animator 0.930, writer 0.876 on these 32; on all 1,000 held-out digits
-    # 0.912 against 0.859 (RESULTS.md).
+    # 0.912 against 0.859 (BENCHMARKS.md).
     assert iou["animator"].mean().item() >= 0.90
     assert iou["animator"].mean().item() > iou["writer"].mean().item()
 

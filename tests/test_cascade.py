@@ -159,12 +159,15 @@ def test_the_shipped_cascade_writes_the_digit_asked_for():
     assert ((read == asked) & (confidence >= 0.9)).sum() >= 17, (read.tolist(), confidence.tolist())
 
 
-def test_the_command_line_generates_with_the_cascade(tmp_path, capsys):
-    out = tmp_path / "videos.npy"
-    assert main(["generate", "--pretrained", "cascade", "-n", "2", "--steps", "2", "-o", str(out), "--quiet",
-                 "--device", "cpu"]) == 0
+def test_the_command_line_generates_with_the_cascade_unless_told_otherwise(tmp_path, capsys):
+    out, explicit, writer = tmp_path / "videos.npy", tmp_path / "cascade.npy", tmp_path / "writer.npy"
+    assert main(["generate", "-n", "2", "--steps", "2", "-o", str(out), "--quiet", "--device", "cpu"]) == 0
     assert "any digit (each label drawn from the training frequencies" in capsys.readouterr().out
     assert np.load(out).shape == (2, 15, 28, 28)
+    for model, path in (("cascade", explicit), ("writer", writer)):
+        assert main(["generate", "--pretrained", model, "-n", "2", "--steps", "2", "-o", str(path), "--quiet",
+                     "--device", "cpu"]) == 0
+    assert np.array_equal(np.load(out), np.load(explicit)) and not np.array_equal(np.load(out), np.load(writer))
     assert main(["generate", "--pretrained", "cascade", "-n", "2", "--digit", "3", "--steps", "2", "-o", str(out),
                  "--quiet", "--device", "cpu"]) == 0
     assert np.load(out).shape == (2, 15, 28, 28) and "class-conditional" in capsys.readouterr().out

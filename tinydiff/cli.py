@@ -170,6 +170,7 @@ def device_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .checkpoint import CASCADE
     from .model import PRESETS
     from .schedule import PREDICTIONS
     from .train import LABEL_SHARE, TrainConfig
@@ -206,8 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 
+    # Generation goes to the cascade by default: from noise it writes digits the classifier reads far more
+    # often than the writer alone does, and it animates real digits with the animator (BENCHMARKS.md).
     p = sub.add_parser("generate", help="sample videos from a checkpoint into a GIF",
-                       parents=[_sampling_options("writer")],
+                       parents=[_sampling_options(CASCADE)],
                        description="Generate writing videos from noise (-n, optionally --digit D) or animate "
                                    "held-out MNIST digits (--heldout-digits K).")
     what = p.add_mutually_exclusive_group()

@@ -207,7 +207,7 @@ def test_drawings_go_to_the_animator_unless_told_otherwise(tmp_path, capsys, mon
     from tinydiff.cli import build_parser
 
     assert build_parser().parse_args(["animate", "a.png"]).pretrained == "animator"
-    assert build_parser().parse_args(["generate"]).pretrained == "writer"
+    assert build_parser().parse_args(["generate"]).pretrained == "cascade"
     # The animator never trained without its drawing, so it refuses guidance, and says which model takes it.
     monkeypatch.chdir(tmp_path)
     seven().save("ok.png")

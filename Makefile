@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := runs/demo
 
-.PHONY: run test lab demo install clean writer animator digits-labelled ablation ablation-measure classifier bench gpu-check
+.PHONY: run test lab demo install clean writer animator digits-labelled motion motion-baselines ablation ablation-measure classifier bench gpu-check
 
 install: $(VENV)/.installed
 
@@ -37,47 +37,29 @@ demo: install
 	$(PY) -m tinydiff train --preset default --steps 200 --out $(DEMO) --no-resume
 	$(PY) -m tinydiff generate --checkpoint $(DEMO)/checkpoint.pt --heldout-digits 16 --steps 50 -o $(DEMO)/videos.gif
 
-# Retrain the shipped writer from scratch (about 72 minutes on 2 CPU cores), then export its EMA
-# weights into the package; record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
-# Conditioning modes (RESULTS.md): 20 % nothing, 40 % the label alone, 40 % the finished digit.
-writer: install
-	$(PY) -m tinydiff train --preset default --steps 4800 --batch-size 64 --lr 3e-3 --cond-drop 0.2 --label-share 0.4 \
-		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/writer
-	$(PY) -m tinydiff export runs/writer/checkpoint.pt tinydiff/weights/writer.pt
+# Retrain a shipped model with its recipe (declared once, in tinydiff/registry.py: `python -m tinydiff.ship list`
+# prints them), on 2 CPU threads in fp32; each resumes runs/NAME, exports the EMA weights into the package and
+# records their SHA-256, recipe and training minutes in tinydiff/weights/manifest.json. Minutes on 2 CPU cores:
+# writer 72, animator 66, digits-labelled 16, motion 90, its two baselines 35 together, ablation 80.
+writer animator digits-labelled motion: install
+	$(PY) -m tinydiff.ship $@
 
-# Retrain the cascade's writing stage from scratch (about 65 minutes on 2 CPU cores): the writer's network and
-# recipe, trained on image-to-video alone (no videos from nothing or from a label alone), which it then does better than the
-# three-mode writer (RESULTS.md, "The animator"); export it and record the printed SHA-256 as above.
-animator: install
-	$(PY) -m tinydiff train --preset default --steps 4400 --batch-size 64 --lr 3e-3 --cond-drop 0 --label-share 0 \
-		--seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 200 --out runs/animator
-	$(PY) -m tinydiff export runs/animator/checkpoint.pt tinydiff/weights/animator.pt
+motion-baselines: install
+	$(PY) -m tinydiff.ship motion-no-attention motion-per-frame
 
-# Retrain the cascade's 2D digit model from scratch (about 16 minutes on 2 CPU cores): one frame, nothing to
-# condition on but its label, which is dropped for half the training digits so that classifier-free guidance
-# has an unconditional model to push from; then export it (with the training label counts it draws "any
-# digit" from) and record the printed SHA-256 in tinydiff/checkpoint.py (SHIPPED).
-digits-labelled: install
-	$(PY) -m tinydiff train --preset digits-labelled --steps 5000 --batch-size 128 --lr 3e-3 --cond-drop 0.5 \
-		--label-share 0.5 --seed 0 --device cpu --precision fp32 --threads 2 --checkpoint-every 500 \
-		--out runs/digits-labelled
-	$(PY) -m tinydiff export runs/digits-labelled/checkpoint.pt tinydiff/weights/digits-labelled.pt
-
-# Retrain the three networks of the temporal-consistency ablation (chapter 4) with the writer's recipe on
-# one shared budget (tinydiff.ablation.BUDGET; about 80 minutes on 2 CPU cores) and export them into the
-# package; record the printed SHA-256s in tinydiff/checkpoint.py (SHIPPED), then `make ablation-measure`
-# (about 8 minutes) measures what chapter 4 tabulates, tagged with those SHA-256s.
+# The three networks of the temporal-consistency ablation (chapter 4); then `make ablation-measure` (about 8
+# minutes) measures what chapter 4 tabulates, tagged with their SHA-256s.
 ablation: install
 	$(PY) -m tinydiff.ablation train
 
 ablation-measure: install
 	$(PY) -m tinydiff.ablation measure
 
-# Retrain the shipped digit classifier (a minute); record the printed SHA-256 as above.
+# Retrain the shipped digit classifier (a minute); record the printed SHA-256 in the manifest.
 classifier: install
 	$(PY) -m tinydiff.classifier --out tinydiff/weights/classifier.pt
 
-# Measure speed and quality (about two hours on 2 CPU cores); writes BENCHMARKS.md.
+# Measure speed and quality (about 75 minutes on 2 CPU cores); writes BENCHMARKS.md.
 bench: install
 	$(PY) -m tinydiff bench
 

@@ -1,14 +1,14 @@
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from tinydiff import ConfigError, InputError, Pipeline, VideoUNet, pretrained
-from tinydiff.ablation import (BATCH, BUDGET, TASKS, VARIANTS, VIDEOS, load_measured, main, measure, per_video,
-                               sample, save_measured, summary, train_arguments)
-from tinydiff.checkpoint import SHIPPED
-from tinydiff.cli import build_parser
+from tinydiff.ablation import (BATCH, TASKS, VIDEOS, load_measured, main, measure, per_video, sample, save_measured,
+                               summary)
 from tinydiff.model import frames_reached, preset
+from tinydiff.registry import ABLATION, MODELS
 
 from .conftest import SureOfEvenCounts
 
@@ -136,28 +136,28 @@ def test_summary_shows_the_mean_inside_its_interval():
         summary({"models": {}}, "unconditional")
 
 
-def test_train_arguments_are_the_budget():
-    args = build_parser().parse_args(train_arguments("ablation-temporal-conv", "runs/x"))
-    assert args.preset == "temporal-conv" and args.out == "runs/x"
-    assert {key: getattr(args, key) for key in BUDGET} == BUDGET
-    with pytest.raises(InputError, match="unknown ablation network"):
-        train_arguments("ablation-everything", "runs/x")
+def test_ablation_models_share_one_budget_and_differ_only_in_what_mixes_frames():
+    recipes = [MODELS[name].recipe for name in ABLATION]
+    assert len({replace(recipe, preset="") for recipe in recipes}) == 1
+    configs = [preset(recipe.preset).to_dict() for recipe in recipes]
+    mixing = {"temporal_conv", "temporal_attention"}
+    assert all({key for key in configs[0] if config[key] != configs[0][key]} <= mixing for config in configs)
 
 
-@pytest.mark.parametrize("name", list(VARIANTS))
-def test_shipped_ablation_models_share_one_budget(name):
-    assert name in SHIPPED
+@pytest.mark.parametrize("name", ABLATION)
+def test_shipped_ablation_models_were_trained_with_their_recipe(name):
+    recipe = MODELS[name].recipe
     pipe = pretrained(name, device="cpu")
-    assert pipe.cfg == preset(VARIANTS[name])
+    assert pipe.cfg == preset(recipe.preset)
     payload = torch.load(pipe_path(name), weights_only=True)
     trained = payload["train_config"]
-    assert payload["step"] == BUDGET["steps"]
-    assert {key: trained[key] for key in BUDGET} == BUDGET
+    assert payload["step"] == recipe.steps
+    assert {key: trained[key] for key in recipe.train_settings()} == recipe.train_settings()
 
 
 def test_shipped_ablation_models_reach_as_far_in_time_as_their_design():
     # Nudge the first frame and count the output frames that move.
-    reach = {name: int(frames_reached(pretrained(name, device="cpu").model, 0).sum()) for name in VARIANTS}
+    reach = {name: int(frames_reached(pretrained(name, device="cpu").model, 0).sum()) for name in ABLATION}
     assert reach["ablation-per-frame"] == 1  # only the frame that was nudged
     # 12 stacked 3x1x1 kernels: at least the next frames, at most 12 frames further (frame 13)
     assert 3 <= reach["ablation-temporal-conv"] <= 13
@@ -166,7 +166,7 @@ def test_shipped_ablation_models_reach_as_far_in_time_as_their_design():
 
 def test_shipped_measurements_belong_to_the_shipped_weights():
     results = load_measured()
-    assert list(results["models"]) == [*VARIANTS, "writer"]
+    assert list(results["models"]) == [*ABLATION, "writer"]
     assert results["settings"]["videos"] == VIDEOS and results["settings"]["tasks"] == TASKS
     for model in results["models"].values():
         assert all(len(values) == VIDEOS for task in TASKS for values in model[task].values())

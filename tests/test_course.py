@@ -47,13 +47,15 @@ def test_colab_installs_the_pinned_version(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_figures_use_the_held_out_digits(path):
-    """Every MNIST digit a chapter shows or measures is held out (the same digits offline and on Colab)."""
+    """Every MNIST digit a chapter shows or measures is held out (the same digits offline and on Colab),
+    moving digits included (`tinydiff.motion_eval.heldout_sequences` draws held-out ones by construction)."""
     for source in code_cells(path):
         tree = ast.parse("\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", "")) == "load_mnist":
+            name = getattr(node.func, "id", getattr(node.func, "attr", "")) if isinstance(node, ast.Call) else ""
+            if name in ("load_mnist", "moving_digits"):  # their default splits: "train" and "heldout"
                 split = node.args[0].value if node.args else next(
-                    (k.value.value for k in node.keywords if k.arg == "split"), "train")
+                    (k.value.value for k in node.keywords if k.arg == "split"), "train" if name == "load_mnist" else "heldout")
                 assert split == "heldout", f"{path.name} loads the {split!r} split: {ast.unparse(node)}"
 
 

@@ -1,8 +1,12 @@
+import math
+
 import pytest
 import torch
 
 from tinydiff import InputError
-from tinydiff.metrics import flicker, frame_iou, last_frame_fidelity, vanishing_ink
+from tinydiff.metrics import (digit_crops, digit_identity, flicker, frame_iou, frame_mae, frame_mse, frame_psnr,
+                              frame_ssim, last_frame_fidelity, position_error, vanishing_ink)
+from tinydiff.motion_eval import copy_last
 
 from .conftest import InkCounter, SureOfEvenCounts
 
@@ -306,3 +310,61 @@ def test_bootstrap_interval_refuses_what_it_cannot_estimate():
         bootstrap_interval([0.1, 0.2], level=95)
     with pytest.raises(InputError, match="resamples"):
         bootstrap_interval([0.1, 0.2], resamples=10)
+
+
+# -- moving digits ---------------------------------------------------------------------------------------
+
+
+def test_frame_mse_mae_and_psnr_by_hand():
+    truth = torch.zeros(1, 2, 4, 4)
+    frames = truth.clone()
+    frames[0, 0, 0, :2] = 0.5  # frame 1: two pixels off by 0.5
+    frames[0, 1] = 1.0  # frame 2: all 16 pixels off by 1
+    assert frame_mse(frames, truth).tolist() == [[0.5, 16.0]]
+    assert frame_mae(frames, truth).tolist() == [[1.0, 16.0]]
+    # PSNR = 10 log10(1 / mean squared error): mean 0.5 / 16 -> 15.05 dB; mean 1 -> 0 dB; no error -> inf
+    assert frame_psnr(frames, truth)[0].tolist() == pytest.approx([10 * math.log10(32), 0.0])
+    assert frame_psnr(truth, truth).isinf().all()
+
+
+def test_frame_ssim_matches_scikit_image():
+    structural_similarity = pytest.importorskip("skimage.metrics").structural_similarity
+    g = torch.Generator().manual_seed(0)
+    truth = (torch.rand(2, 3, 24, 20, generator=g) > 0.6).double()
+    frames = (truth + 0.3 * torch.rand(truth.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    ours = frame_ssim(frames, truth)
+    for n in range(2):
+        for t in range(3):
+            reference = structural_similarity(frames[n, t].numpy(), truth[n, t].numpy(), gaussian_weights=True,
+                                              sigma=1.5, use_sample_covariance=False, data_range=1.0)
+            assert ours[n, t].item() == pytest.approx(reference, abs=1e-12)
+    assert torch.allclose(frame_ssim(truth, truth), torch.ones(2, 3, dtype=torch.float64))
+    with pytest.raises(InputError, match="at least 11"):
+        frame_ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+def test_digit_crops_identity_and_position_error_by_hand():
+    digit = torch.zeros(28, 28)
+    digit[4:24, 10:14] = 1.0  # a bar: 80 ink pixels
+    other = torch.zeros(28, 28)
+    other[10:14, 2:26] = 1.0  # a lying bar: 96 ink pixels
+    frames = torch.zeros(1, 2, 64, 64)
+    frames[0, 0, 5:33, 7:35] = digit
+    frames[0, 0, 30:58, 36:64] = torch.maximum(frames[0, 0, 30:58, 36:64], other)
+    frames[0, 1, 8:36, 11:39] = digit  # frame 2 shows the first digit 5 px off (3 down, 4 right), the second not at all
+    corners = torch.tensor([[[[5, 7], [30, 36]], [[5, 7], [30, 36]]]])
+    crops = digit_crops(frames, corners)
+    assert crops.shape == (1, 2, 2, 28, 28) and torch.equal(crops[0, 0, 0], digit)
+    errors = position_error(frames, corners, torch.stack([digit, other])[None])
+    assert errors[0, 0].tolist() == [0.0, 0.0] and errors[0, 1, 0].item() == pytest.approx(5.0)
+    # The stand-in classifier reads a crop's ink count, capped at 9: every crop here reads 9.
+    read = digit_identity(frames, corners, torch.tensor([[9, 9]]), InkCounter())
+    assert read.tolist() == [[[True, True], [True, False]]]  # frame 2's second crop is empty (reads 0)
+    with pytest.raises(InputError, match="fit inside"):
+        digit_crops(frames, torch.full((1, 2, 2, 2), 40))
+
+
+def test_copy_last_repeats_the_last_given_frame():
+    past = torch.rand(2, 3, 5, 5)
+    copied = copy_last(past, 4)
+    assert copied.shape == (2, 4, 5, 5) and all(torch.equal(copied[:, k], past[:, -1]) for k in range(4))

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tinydiff import InputError, NoiseSchedule
+from tinydiff import InputError, NoiseSchedule, preset
 from tinydiff.plots import noised, player, plot_schedules, show_videos, strip
 from tinydiff.widgets import picture_slider, timestep_slider
 
@@ -270,3 +270,14 @@ def test_player_titles_are_never_clipped_and_pictures_keep_their_scale():
     short = first_player_picture(player([np.zeros((28, 28))], ["a"], scale=4).data)
     columns = np.flatnonzero(short[-1].max(axis=1) < 20)  # the picture's bottom row: black pixels
     assert len(columns) == 28 * 4 and short.shape[1] == 28 * 4, "a short title keeps the picture's own width"
+
+
+def test_traced_shapes_of_the_motion_preset_worked_out_by_hand():
+    from tinydiff.plots import traced_shapes
+
+    shapes = traced_shapes(preset("motion"), batch=2)
+    # 5 planes (x_t, known frames, mask, row, frame) of 64 x 64; 4 x 4 patches: 80 channels of 16 x 16.
+    assert shapes["inputs"] == (2, 5, 20, 64, 64) and shapes["space-to-depth"] == (2, 80, 20, 16, 16)
+    assert [shapes[f"down {i}"] for i in range(3)] == [(2, 32, 20, 16, 16), (2, 64, 20, 8, 8), (2, 96, 20, 4, 4)]
+    assert shapes["up 2 in"] == (2, 192, 20, 4, 4) and shapes["head"] == (2, 16, 20, 16, 16)
+    assert shapes["global context"] == (2, 96, 20, 1, 1) and shapes["output"] == (2, 1, 20, 64, 64)

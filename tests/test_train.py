@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tinydiff import CheckpointError, NoiseSchedule, Pipeline, VideoUNet, preset
+from tinydiff import CheckpointError, ConfigError, NoiseSchedule, Pipeline, VideoUNet, preset
 from tinydiff.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
 from tinydiff.train import TrainConfig, learning_rate, loss_weights, train, update_ema
 
@@ -57,6 +57,24 @@ def test_resume_refuses_another_model(tmp_path, fake_mnist, tiny_config):
     with pytest.raises(CheckpointError, match="different model configuration"):
         train(other, config(tmp_path, fake_mnist, steps=2), progress=False)
     train(other, config(tmp_path, fake_mnist, steps=1), progress=False, resume=False)
+
+
+def test_resume_refuses_another_recipe_naming_what_differs(tmp_path, fake_mnist, tiny_config):
+    train(tiny_config, config(tmp_path, fake_mnist, steps=2), progress=False)
+    with pytest.raises(CheckpointError, match=r"lr 0\.002 -> 0\.001; cond_drop 0\.2 -> 0\.5") as refused:
+        train(tiny_config, config(tmp_path, fake_mnist, steps=4, lr=1e-3, cond_drop=0.5), progress=False)
+    assert len(str(refused.value).splitlines()) == 1 and "--force-resume" in str(refused.value)
+    # More steps, and where or how it runs, are not a change of recipe.
+    train(tiny_config, config(tmp_path, fake_mnist, steps=3, threads=2, checkpoint_every=1), progress=False)
+    forced = train(tiny_config, config(tmp_path, fake_mnist, steps=4, lr=1e-3), progress=False, force_resume=True)
+    state = load_checkpoint(forced.checkpoint)
+    assert state["step"] == 4 and state["train_config"]["lr"] == 1e-3
+
+
+def test_train_config_from_dict_refuses_unknown_settings():
+    assert TrainConfig.from_dict({"steps": 3}).steps == 3
+    with pytest.raises(ConfigError, match="unknown training settings: learning_rat"):
+        TrainConfig.from_dict({"steps": 3, "learning_rat": 0.1})
 
 
 def test_one_batch_overfits(tmp_path, fake_mnist, tiny_config):

@@ -4,15 +4,15 @@
     ablation-temporal-conv  + the temporal 3x1x1 branch in every block (one frame further per layer)
     ablation-attention      + temporal attention at 7 px (every frame sees all 15; the writer's design)
 
-All three are trained with the writer's recipe on one shared budget (`BUDGET`) and ship inside the
-package: `tinydiff.pretrained("ablation-per-frame")` and so on. `measure` samples every model on the same
+All three are trained with the writer's recipe on one shared, shorter budget (their recipes in
+`tinydiff.registry`) and ship inside the package: `tinydiff.pretrained("ablation-per-frame")` and so on. `measure` samples every model on the same
 seeds for the three tasks of `TASKS` and keeps every video's measures, so that chapter 4 can put
 bootstrap confidence intervals on the means; the shipped measurements (`MEASURED`) are what
 
     python -m tinydiff.ablation train     # `make ablation`: about 80 minutes on 2 CPU cores
     python -m tinydiff.ablation measure   # `make ablation-measure`: about 8 minutes; writes MEASURED
 
-produce (record the SHA-256s that training prints in `tinydiff.checkpoint.SHIPPED` in between).
+produce (training records the new weights in the manifest, tinydiff/weights/manifest.json).
 """
 
 from __future__ import annotations
@@ -27,23 +27,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CLASSIFIER, SHIPPED, export_weights
 from .data import load_mnist, writing_videos
 from .errors import ConfigError, InputError, TinydiffError
 from .metrics import (CONFIDENT, bootstrap_interval, flicker, frame_iou, identity_stability, identity_switches,
                       read_as_asked, self_consistency, vanishing_ink)
 from .pipeline import LABEL_GUIDANCE, Pipeline, pretrained
-
-# Shipped name -> the model preset it was trained from.
-VARIANTS: dict[str, str] = {
-    "ablation-per-frame": "per-frame",
-    "ablation-temporal-conv": "temporal-conv",
-    "ablation-attention": "default",
-}
-# The one training budget all three share: the writer's recipe (`make writer`: the same batch, learning
-# rate, conditioning modes and seed) in a shorter run, 2,000 steps (its warm-up and cosine decay included)
-# instead of the writer's 4,800.
-BUDGET = {"steps": 2000, "batch_size": 64, "lr": 3e-3, "cond_drop": 0.2, "label_share": 0.4, "seed": 0}
+from .registry import ABLATION, CLASSIFIER, MODELS, recorded_sha256
 
 # What each model is asked for, and how it is sampled. Video i of a task uses seed (i // BATCH) * BATCH,
 # so the first k * BATCH videos of a longer run are exactly a shorter run's.
@@ -68,8 +57,8 @@ COLUMNS = {
 
 
 def load_variants(device=None) -> dict[str, Pipeline]:
-    """The three shipped ablation models, in the order of `VARIANTS`, each checked against its SHA-256."""
-    return {name: pretrained(name, device=device) for name in VARIANTS}
+    """The three shipped ablation models, in the order of `ABLATION`, each checked against its SHA-256."""
+    return {name: pretrained(name, device=device) for name in ABLATION}
 
 
 def per_video(videos: torch.Tensor, classifier, asked=None, truth: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -141,16 +130,16 @@ def measure(pipes: dict[str, Pipeline], classifier, heldout, videos: int = VIDEO
 
 def _fingerprint() -> dict:
     """What the measurements depend on besides each model's weights: the judge and the sampling settings."""
-    return {"classifier_sha256": SHIPPED[CLASSIFIER], "batch": BATCH, "tasks": TASKS}
+    return {"classifier_sha256": recorded_sha256(CLASSIFIER), "batch": BATCH, "tasks": TASKS}
 
 
 def save_measured(results: dict, path: str | Path) -> None:
     """Write `measure`'s results as JSON, each model tagged with the SHA-256 of its shipped weights and the
     whole with the classifier's SHA-256 and the sampling settings (values rounded to 6 decimals)."""
-    unshipped = [name for name in results["models"] if name not in SHIPPED]
+    unshipped = [name for name in results["models"] if name not in MODELS]
     if unshipped:
         raise InputError(f"only shipped models can be saved with their SHA-256; not shipped: {', '.join(unshipped)}")
-    models = {name: {"sha256": SHIPPED[name], "seconds": model["seconds"],
+    models = {name: {"sha256": recorded_sha256(name), "seconds": model["seconds"],
                      **{task: {key: [round(v, 6) for v in values] for key, values in model[task].items()}
                         for task in TASKS}}
               for name, model in results["models"].items()}
@@ -175,7 +164,7 @@ def load_measured(path: str | Path | None = None) -> dict:
         if settings.get(key) != value:
             raise ConfigError(f"the ablation measurements were taken with another {key}: {stale}")
     for name, model in models.items():
-        if name not in SHIPPED or model.get("sha256") != SHIPPED[name]:
+        if name not in MODELS or model.get("sha256") != recorded_sha256(name):
             raise ConfigError(f"the measurements of {name!r} were taken on other weights than those shipped: {stale}")
     return results
 
@@ -202,16 +191,6 @@ def summary(results: dict, task: str, columns=None, level: float = 0.95) -> str:
     return "\n".join(lines)
 
 
-def train_arguments(name: str, out_dir: str | Path) -> list[str]:
-    """The `tinydiff train` arguments that train one ablation network on BUDGET (on 2 CPU threads, in
-    fp32, as the shipped ones were)."""
-    if name not in VARIANTS:
-        raise InputError(f"unknown ablation network {name!r}; known: {', '.join(VARIANTS)}")
-    budget = [word for key, value in BUDGET.items() for word in (f"--{key.replace('_', '-')}", str(value))]
-    return ["train", "--preset", VARIANTS[name], *budget, "--device", "cpu", "--precision", "fp32",
-            "--threads", "2", "--checkpoint-every", "200", "--out", str(out_dir)]
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -222,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from .classifier import pretrained_classifier
-    from .cli import main as cli_main
+    from .ship import train_and_ship
 
     parser = argparse.ArgumentParser(prog="python -m tinydiff.ablation", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train the three networks on BUDGET and export them into the package")
+    p = sub.add_parser("train", help="train the three networks with their recipes and export them into the package")
     p.add_argument("--runs", default="runs", help="folder for the training runs (default: runs)")
     p = sub.add_parser("measure", help="measure the shipped networks and the writer; writes the shipped measurements")
     p.add_argument("--videos", type=int, default=VIDEOS, help=f"videos per model and task (default: {VIDEOS})")
@@ -235,12 +214,8 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     weights = Path(__file__).parent / "weights"
     if args.command == "train":
-        for name in VARIANTS:
-            run = Path(args.runs) / name
-            if cli_main(train_arguments(name, run)):
-                return 1
-            print(f"{name}: SHA-256 {export_weights(run / 'checkpoint.pt', weights / f'{name}.pt')} "
-                  "(record it in tinydiff/checkpoint.py, SHIPPED)")
+        for name in ABLATION:
+            print(f"{name}: SHA-256 {train_and_ship(name, args.runs)}, recorded in the manifest")
         print("then measure them: python -m tinydiff.ablation measure")
         return 0
     _check_videos(args.videos)  # before minutes of loading and sampling

@@ -19,26 +19,9 @@ import torch
 
 from .errors import CheckpointError, ConfigError
 from .model import CLASSES, ModelConfig, VideoUNet
+from .registry import MODELS, recorded_sha256
 
 FORMAT = "tinydiff-checkpoint-1"
-
-# Files shipped inside the package (tinydiff/weights/NAME.pt) and their SHA-256, checked before every use:
-# the digit classifier, and the denoisers that `tinydiff.pretrained(NAME)` loads (PRETRAINED), which also
-# offers the cascade: the shipped 2D digit model drawing, the animator (the writer's network trained on
-# image-to-video alone) writing it (tinydiff.cascade).
-CLASSIFIER = "classifier"
-CASCADE = "cascade"
-SHIPPED: dict[str, str] = {
-    "writer": "9987c039dddb6620e02f91e34843b67a4fcbec50634b76ef671921116a6f3d46",
-    "digits-labelled": "a2fca2846b4f2e8a25518fc163e0b06c206c3a6c1bcf0f49f1424293483de79a",
-    "animator": "ebe6f4cdcf1851896933193e2d775925308c6b875012138d52a357c3d65c6234",
-    CLASSIFIER: "1dec172867e96bf012492d76dd81c89b6eb0ee0c53d65242b3ba79a707f6753c",
-    "ablation-per-frame": "d40a8e685bdaf6e6a3760061895d619db3390ca2d061139faf0b3feeeb85ef07",
-    "ablation-temporal-conv": "25131e822d5702e1ea1b1f6a5310fa482aacd53f3cc176628bef93785aeb7ba0",
-    "ablation-attention": "c1091bf8bacd01f09ef1d791d73094bcfd8114cc126cead8738e44cad9f1410a",
-}
-PRETRAINED = (*(name for name in SHIPPED if name != CLASSIFIER), CASCADE)
-
 
 def save_checkpoint(payload: dict, path: str | os.PathLike) -> None:
     """Write `payload` to `path` atomically: a temporary file in the same folder, then a rename.
@@ -124,15 +107,16 @@ Loaded = TypeVar("Loaded")
 
 
 def load_shipped(name: str, load: Callable[[Path], Loaded]) -> Loaded:
-    """Verify a file shipped inside the package against its recorded SHA-256, then `load(path)` it."""
-    if name not in SHIPPED:
-        raise ConfigError(f"nothing called {name!r} is shipped; shipped: {', '.join(SHIPPED)}")
+    """Verify a file shipped inside the package against the SHA-256 its manifest records, then `load(path)` it."""
+    if name not in MODELS or not MODELS[name].has_weights:
+        shipped = [n for n, m in MODELS.items() if m.has_weights]
+        raise ConfigError(f"no weights called {name!r} are shipped; shipped: {', '.join(shipped)}")
     weights = resources.files("tinydiff") / "weights" / f"{name}.pt"
     if not weights.is_file():
         raise CheckpointError(f"{name!r} is not shipped with this copy of tinydiff (tinydiff/weights/{name}.pt "
                               "is missing); reinstall tinydiff")
     with resources.as_file(weights) as path:
-        if sha256(path) != SHIPPED[name]:
+        if sha256(path) != recorded_sha256(name):
             raise CheckpointError(f"the shipped weights {path} do not match their recorded SHA-256: the file is "
                                   "damaged or was replaced; reinstall tinydiff")
         return load(path)
@@ -143,8 +127,8 @@ def sha256(path: str | os.PathLike) -> str:
 
 
 def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
-    """Write an inference checkpoint: the EMA weights as "model", the configurations, the step and the
-    training label counts.
+    """Write an inference checkpoint: the EMA weights as "model", the configurations, the step, the training
+    seconds and the training label counts.
 
     Drops the optimiser state and the raw weights (a third of the size). Returns the file's SHA-256.
     """
@@ -153,5 +137,6 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> str:
     label_prior_of(state)  # and that the label counts are usable
     save_checkpoint({"model_config": state["model_config"], "train_config": state.get("train_config"),
                      "precision": state.get("precision"), "model": model.state_dict(), "ema": None,
-                     "step": state.get("step"), "label_counts": state.get("label_counts")}, dst)
+                     "step": state.get("step"), "elapsed_s": state.get("elapsed_s"),
+                     "label_counts": state.get("label_counts")}, dst)
     return sha256(dst)

@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checkpoint import CLASSIFIER, load_checkpoint, load_shipped, save_checkpoint
+from .checkpoint import load_checkpoint, load_shipped, save_checkpoint
+from .registry import CLASSIFIER, record, weights_folder
 from .data import load_mnist
 from .errors import CheckpointError, InputError
 
@@ -148,7 +149,7 @@ def load_classifier(path: str | os.PathLike) -> DigitClassifier:
 
 
 def pretrained_classifier() -> DigitClassifier:
-    """The classifier shipped inside the package, verified against its recorded SHA-256."""
+    """The classifier shipped inside the package, verified against the SHA-256 its manifest records."""
     return load_shipped(CLASSIFIER, load_classifier)
 
 
@@ -159,14 +160,19 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m tinydiff.classifier",
                                      description="Train the digit classifier and write it (with its accuracy on the held-out digits).")
-    parser.add_argument("--out", default="tinydiff/weights/classifier.pt")
+    parser.add_argument("--out", help="the file to write (default: the package's own, recorded in its manifest)")
     parser.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     result = train_classifier(args.data_root, epochs=args.epochs, seed=args.seed)
-    save_classifier(result.model, args.out, result.heldout_accuracy)
-    print(f"held-out accuracy {result.heldout_accuracy:.4f}; wrote {args.out} (sha256 {sha256(args.out)})")
+    out = args.out or weights_folder() / f"{CLASSIFIER}.pt"
+    save_classifier(result.model, out, result.heldout_accuracy)
+    digest = sha256(out)
+    if args.out is None:
+        record(CLASSIFIER, digest, heldout_accuracy=result.heldout_accuracy,
+               recipe={"command": "python -m tinydiff.classifier", "epochs": args.epochs, "seed": args.seed})
+    print(f"held-out accuracy {result.heldout_accuracy:.4f}; wrote {out} (sha256 {digest})")
     return 0
 
 

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from .device import add_device_options
 from .errors import InputError, TinydiffError
 
 
@@ -21,7 +22,7 @@ def _train(args) -> None:
                       train_limit=args.train_limit, device=args.device, precision=args.precision,
                       threads=args.threads, cond_drop=args.cond_drop, label_share=args.label_share,
                       ema_decay=args.ema_decay, loss_weighting=args.loss_weighting)
-    result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet)
+    result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet, force_resume=args.force_resume)
     if result.losses and os.environ.get("RANK", "0") == "0":
         print(f"trained to step {len(result.losses)}; last loss {result.losses[-1]:.4f}; "
               f"checkpoint: {result.checkpoint}")
@@ -124,6 +125,47 @@ def _animate(args) -> None:
         print(f"wrote {target}")
 
 
+MIN_KNOWN = 2  # frames `tinydiff extend` needs: one frame shows where the digits are, two how they move
+
+
+def _extend(args) -> None:
+    import numpy as np
+    import torch
+
+    from .motion_pipeline import MotionPipeline
+    from .registry import MODELS
+    from .viz import check_output, read_video, save_video
+
+    if args.frames < 1:
+        raise InputError(f"--frames must be a positive number of new frames, got {args.frames}")
+    out = Path(args.output)
+    if out.suffix.lower() not in (".gif", ".mp4", ".npy"):
+        raise InputError(f"cannot write {out}: the output must end in .gif, .mp4 or .npy")
+    if out.suffix.lower() != ".npy":
+        check_output(out)
+    elif out.is_dir():
+        raise InputError(f"cannot write {out}: it is a directory")
+    if args.checkpoint:
+        pipe = MotionPipeline.from_checkpoint(args.checkpoint, device=args.device, precision=args.precision)
+    elif args.pretrained in MODELS and MODELS[args.pretrained].kind == "motion":
+        pipe = _pipeline(args)
+    else:
+        motion = ", ".join(name for name, model in MODELS.items() if model.kind == "motion")
+        raise InputError(f"--pretrained {args.pretrained} is not a moving-digits model; extend takes {motion}")
+    video = read_video(args.video, pipe.cfg.size)  # (K, H, W) in [0, 1]
+    if len(video) < MIN_KNOWN:
+        raise InputError(f"{args.video} holds {len(video)} frame; extending needs at least {MIN_KNOWN} to see the motion")
+    new = pipe.predict(video[None], frames=args.frames, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                       context=args.context, progress=not args.quiet)
+    whole = torch.cat([video[None], new], dim=1)
+    if out.suffix.lower() == ".npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, whole[0].numpy())
+    else:
+        save_video(whole, out, fps=args.fps, scale=args.scale, hold_last=0)
+    print(f"extended {len(video)} frames by {args.frames}; wrote {out} ({whole.shape[1]} frames)")
+
+
 def _export(args) -> None:
     from .checkpoint import export_weights
 
@@ -140,7 +182,7 @@ def _bench(args) -> None:
 def _sampling_options(model: str) -> argparse.ArgumentParser:
     """The options every sampling command shares (generate, animate): one declaration of each. `model`: the
     shipped model a command uses unless told otherwise."""
-    from .checkpoint import PRETRAINED
+    from .registry import PRETRAINED
     from .pipeline import LABEL_GUIDANCE
     from .sampling import SAMPLERS
 
@@ -155,22 +197,15 @@ def _sampling_options(model: str) -> argparse.ArgumentParser:
                         help=f"classifier-free guidance scale: 1 = the plain conditional model, 0 = unconditional "
                              f"(default: 1 for a drawing, {LABEL_GUIDANCE} for --digit)")
     shared.add_argument("--seed", type=int, default=0)
-    device_options(shared)
+    add_device_options(shared)
     shared.add_argument("--quiet", action="store_true", help="no progress bar")
     return shared
 
 
-def device_options(parser: argparse.ArgumentParser) -> None:
-    """--device and --precision, as every command that runs a model declares them."""
-    from .device import PRECISIONS
-
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto, CUDA if available)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (fp32 on a CPU; bf16, else fp16, on a GPU), fp32, bf16 or fp16 (default: auto)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .checkpoint import CASCADE
+    from .motion_pipeline import STEPS as MOTION_STEPS
+    from .registry import CASCADE
+    from .sampling import SAMPLERS
     from .model import PRESETS
     from .schedule import PREDICTIONS
     from .train import LABEL_SHARE, TrainConfig
@@ -181,9 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a denoiser (resumes from OUT/checkpoint.pt if present)",
-                       description="Train a video denoiser on MNIST writing videos. Runs under torchrun too.")
+                       description="Train a video denoiser: on MNIST writing videos, or on moving digits with "
+                                   "--preset motion. Runs under torchrun too.")
     p.add_argument("--preset", default="default", choices=sorted(PRESETS), help="model configuration (default: default)")
-    p.add_argument("--out", default="runs/writer", help="run folder holding checkpoint.pt (default: runs/writer)")
+    p.add_argument("--out", default=defaults.out_dir, help=f"run folder holding checkpoint.pt (default: {defaults.out_dir})")
     p.add_argument("--steps", type=int, default=2000, help="total optimiser steps (default: 2000)")
     p.add_argument("--batch-size", type=int, default=16, help="videos per step and process (default: 16)")
     p.add_argument("--lr", type=float, default=2e-3, help="AdamW peak learning rate (default: 2e-3)")
@@ -201,9 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, default=250, help="steps between checkpoints (default: 250)")
     p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else ~/.cache/tinydiff/data)")
     p.add_argument("--train-limit", type=int, help="use only the first N training digits")
-    device_options(p)
+    add_device_options(p)
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/checkpoint.pt exists")
+    p.add_argument("--force-resume", action="store_true",
+                   help="continue OUT/checkpoint.pt even if it was trained with other settings (they are replaced)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
 
@@ -240,6 +278,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=8.0, help="frames per second before interpolation (default: 8)")
     p.add_argument("--scale", type=int, default=8, help="enlarge each pixel this many times (default: 8)")
     p.set_defaults(run=_animate)
+
+    p = sub.add_parser("extend", help="continue a video of moving digits (GIF, MP4 or .npy) by predicted frames",
+                       description="Predict what comes next in a video of moving digits (64 x 64 frames, or "
+                                   "enlarged by a whole factor), window after window, and write the given frames "
+                                   "followed by the new ones.")
+    p.add_argument("video", help="a .gif, .mp4 or .npy video of moving digits, at least two frames")
+    p.add_argument("-o", "--output", required=True, help="the extended video: .gif, .mp4 or .npy")
+    p.add_argument("--frames", type=int, default=20, help="new frames to predict (default: 20)")
+    p.add_argument("--context", type=int, help="frames each window is conditioned on (default: half the window)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="a moving-digits checkpoint written by `tinydiff train --preset motion`")
+    source.add_argument("--pretrained", default="motion", help="a shipped moving-digits model (default: motion)")
+    p.add_argument("--steps", type=int, default=MOTION_STEPS, help=f"DDIM steps per window (default: {MOTION_STEPS})")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fps", type=float, default=8.0, help="frames per second of a GIF or MP4 (default: 8)")
+    p.add_argument("--scale", type=int, default=4, help="enlarge each pixel this many times (default: 4)")
+    add_device_options(p)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_extend)
 
     p = sub.add_parser("export", help="keep only what inference needs (EMA weights + config) from a checkpoint",
                        description="Write a small inference checkpoint (the EMA weights and both configurations).")

@@ -104,3 +104,10 @@ def no_tf32(device: torch.device):
     finally:
         for switch, value in zip(switches, saved):
             setattr(switch, name, value)
+
+
+def add_device_options(parser) -> None:
+    """--device and --precision, as every command that runs a model declares them (an argparse parser)."""
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: auto, CUDA if available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (fp32 on a CPU; bf16, else fp16, on a GPU), fp32, bf16 or fp16 (default: auto)")

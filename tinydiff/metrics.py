@@ -16,14 +16,22 @@ For videos generated from noise, where there is no true video to compare with:
 - `nearest_training_iou`: IoU of a last frame with its nearest training digit (memorisation).
 - `read_as_asked`: last frame read (as the asked digit, when there is one) with confidence.
 
+For predicted frames of moving digits, against the true frames (the Moving MNIST benchmark's measures):
+
+- `frame_mse`, `frame_mae`: squared and absolute error summed over a frame's pixels, per frame.
+- `frame_psnr`, `frame_ssim`: peak signal-to-noise ratio and structural similarity (Wang et al. 2004), per frame.
+- `digit_identity`: whether the classifier reads each digit's crop, at its true position, as its label.
+- `position_error`: how far each digit is found from its true position.
+
 And for any per-video measure: `bootstrap_interval`, a confidence interval of its mean.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from .data import writing_videos
+from .data import SIZE, writing_videos
 from .errors import InputError
 
 
@@ -289,3 +297,125 @@ def bootstrap_interval(values, level: float = 0.95, resamples: int = 10_000, see
                        for i in range(0, resamples, chunk)])  # (resamples,)
     low, high = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
     return float(low), float(high)
+
+
+# -- moving digits: predicted frames against the true ones, both (N, T, H, W) in [0, 1] ------------------
+
+
+def _pair(frames: torch.Tensor, truth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    frames, truth = _check(frames, "frames").double(), _check(truth, "truth").double()
+    if frames.shape != truth.shape:
+        raise InputError(f"frames {tuple(frames.shape)} and truth {tuple(truth.shape)} differ in shape")
+    return frames, truth
+
+
+def frame_mse(frames: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over each frame's pixels: (N, T) float64. Its mean over frames and videos is
+    the Moving MNIST table's "MSE" (values in [0, 1], 64 x 64 pixels)."""
+    frames, truth = _pair(frames, truth)
+    return (frames - truth).square().sum(dim=(2, 3))
+
+
+def frame_mae(frames: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Absolute error summed over each frame's pixels: (N, T) float64."""
+    frames, truth = _pair(frames, truth)
+    return (frames - truth).abs().sum(dim=(2, 3))
+
+
+def frame_psnr(frames: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio of each frame, 10 log10(1 / mean squared error), in dB: (N, T) float64;
+    identical frames give inf."""
+    frames, truth = _pair(frames, truth)
+    mse = (frames - truth).square().mean(dim=(2, 3))
+    return 10 * torch.log10(1.0 / mse)
+
+
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5  # Wang et al.'s Gaussian window
+
+
+def frame_ssim(frames: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Structural similarity of each frame (Wang et al. 2004): (N, T) float64, 1 for identical frames.
+
+    Local means, variances and covariance under an 11 x 11 Gaussian window (sigma 1.5), constants
+    (0.01 L)^2 and (0.03 L)^2 with L = 1, averaged over the positions where the window fits inside the
+    frame; as scikit-image's structural_similarity(gaussian_weights=True, use_sample_covariance=False,
+    data_range=1).
+    """
+    frames, truth = _pair(frames, truth)
+    n, t, h, w = frames.shape
+    if min(h, w) < SSIM_WINDOW:
+        raise InputError(f"SSIM needs frames of at least {SSIM_WINDOW} x {SSIM_WINDOW} pixels, got {h} x {w}")
+    offsets = torch.arange(SSIM_WINDOW, dtype=torch.float64) - SSIM_WINDOW // 2
+    g = torch.exp(-offsets.square() / (2 * SSIM_SIGMA**2))
+    g = g / g.sum()
+    kernel = (g[:, None] * g[None, :])[None, None]  # (1, 1, 11, 11)
+
+    def local(x: torch.Tensor) -> torch.Tensor:  # Gaussian-weighted local mean, valid positions only
+        return F.conv2d(x.reshape(n * t, 1, h, w), kernel)
+
+    x, y = frames, truth
+    mx, my = local(x), local(y)
+    vx, vy, cxy = local(x * x) - mx * mx, local(y * y) - my * my, local(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return ssim.mean(dim=(1, 2, 3)).view(n, t)
+
+
+def digit_crops(frames: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """The 28 x 28 crop at each digit's corner in every frame: frames (N, T, H, W), corners (N, T, D, 2)
+    (row, column) -> (N, T, D, 28, 28)."""
+    frames = _check(frames, "frames")
+    corners = torch.as_tensor(corners).long()
+    n, t, h, w = frames.shape
+    if corners.dim() != 4 or corners.shape[:2] != (n, t) or corners.shape[3] != 2:
+        raise InputError(f"corners must be shaped (N, T, D, 2) = ({n}, {t}, D, 2), got {tuple(corners.shape)}")
+    if (corners < 0).any() or (corners[..., 0] > h - SIZE).any() or (corners[..., 1] > w - SIZE).any():
+        raise InputError(f"every crop must fit inside the {h} x {w} frame")
+    offsets = torch.arange(SIZE)
+    rows = (corners[..., 0, None] + offsets)[..., :, None]  # (N, T, D, 28, 1)
+    cols = (corners[..., 1, None] + offsets)[..., None, :]  # (N, T, D, 1, 28)
+    video = torch.arange(n)[:, None, None, None, None]
+    frame = torch.arange(t)[None, :, None, None, None]
+    return frames[video, frame, rows, cols]
+
+
+def digit_identity(frames: torch.Tensor, corners: torch.Tensor, labels: torch.Tensor, classifier) -> torch.Tensor:
+    """Whether the classifier reads each digit's crop at its true position as the digit's label:
+    (N, T, D) bool. Crops are binarised first, like the classifier's training data; where the digits
+    overlap, a crop holds part of the other one, in the true frames as in predicted ones.
+
+    corners: (N, T, D, 2) true top-left corners; labels: (N, D); classifier: as for `frame_labels`.
+    """
+    crops = digit_crops(frames, corners)
+    n, t, d = crops.shape[:3]
+    labels = torch.as_tensor(labels).long()
+    if labels.shape != (n, d):
+        raise InputError(f"labels must be shaped (N, D) = ({n}, {d}), got {tuple(labels.shape)}")
+    read = torch.as_tensor(classifier.predict(ink(crops).float().flatten(0, 2))).view(n, t, d)
+    return read == labels[:, None, :]
+
+
+def position_error(frames: torch.Tensor, corners: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
+    """How far each digit is found from its true corner, in pixels: (N, T, D) float64.
+
+    A digit is found where its own image (digits: (N, D, 28, 28), in [0, 1]) correlates best with the
+    frame, over every placement inside it; the distance from there to the true corner (N, T, D, 2) is
+    the error. On the true frames it is 0 unless the other digit hides this one.
+    """
+    frames = _check(frames, "frames").double()
+    corners = torch.as_tensor(corners).long()
+    digits = torch.as_tensor(digits).double()
+    n, t, h, w = frames.shape
+    if digits.dim() != 4 or digits.shape[0] != n or digits.shape[2:] != (SIZE, SIZE):
+        raise InputError(f"digits must be shaped (N, D, {SIZE}, {SIZE}) with N = {n}, got {tuple(digits.shape)}")
+    d = digits.shape[1]
+    if corners.shape != (n, t, d, 2):
+        raise InputError(f"corners must be shaped ({n}, {t}, {d}, 2), got {tuple(corners.shape)}")
+    # One grouped convolution: each frame against its own video's digit, every placement -> (N D T, H-27, W-27).
+    scores = F.conv2d(frames[:, None].expand(n, d, t, h, w).reshape(1, n * d * t, h, w),
+                      digits[:, :, None].expand(n, d, t, SIZE, SIZE).reshape(n * d * t, 1, SIZE, SIZE),
+                      groups=n * d * t)[0]
+    places = scores.flatten(1).argmax(dim=1)
+    width = w - SIZE + 1
+    found = torch.stack([places // width, places % width], dim=-1).view(n, d, t, 2).transpose(1, 2)
+    return (found - corners).double().norm(dim=-1)

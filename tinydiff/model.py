@@ -53,6 +53,7 @@ class ModelConfig:
     global_context: bool = False  # the coarsest level also sees each frame's spatial max (per channel)
     ink_distance: bool = False  # an input channel: the distance transform of the condition's ink
     conditional: bool = True  # an input channel holding the finished digit (image-to-video)
+    known_frames: bool = False  # two input channels: the known frames and their mask (masked conditioning)
     labels: bool = False  # a class-label embedding: digits 0-9 and NO_LABEL (class-conditional generation)
     frames: int = 15
     size: int = 28
@@ -82,6 +83,9 @@ class ModelConfig:
             raise ConfigError(f"every width in channels {self.channels} must be divisible by attention_heads")
         if any(not 0 <= a < len(self.channels) for a in self.attention_levels):
             raise ConfigError(f"attention_levels {self.attention_levels} must lie in 0..{len(self.channels) - 1}")
+        if self.known_frames and (self.conditional or self.ink_distance):
+            raise ConfigError("known_frames replaces the finished-digit condition: set conditional and ink_distance "
+                              "to False")
         if self.patch < 1 or self.size % (self.patch * 2 ** (len(self.channels) - 1)):
             raise ConfigError(f"size {self.size} cannot be cut into {self.patch}-pixel patches and halved "
                               f"{len(self.channels) - 1} times")
@@ -92,11 +96,16 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ConfigError(f"unknown model settings: {', '.join(sorted(unknown))}")
-        return cls(**values)
+        return from_known_fields(cls, values, "model")
+
+
+def from_known_fields(cls, values: dict, what: str):
+    """A configuration dataclass from a dict of its fields; an unknown key is a ConfigError naming it (a
+    misspelt setting must not be dropped silently)."""
+    unknown = set(values) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"unknown {what} settings: {', '.join(sorted(unknown))}")
+    return cls(**values)
 
 
 def _integers(name: str, values) -> tuple[int, ...]:
@@ -113,6 +122,13 @@ def _integers(name: str, values) -> tuple[int, ...]:
 _DIGITS = ModelConfig(channels=(32, 64), patch=2, attention_levels=(1,), film=True, global_context=True,
                       conditional=False, frames=1, prediction="x0", schedule="cosine", temporal_conv=False,
                       temporal_attention=False)
+
+# Moving digits (tinydiff.moving) at 64x64, 20 frames, conditioned on any known frames through a mask
+# (tinydiff.motion): 4x4 patches, so the U-Net runs at 16, 8 and 4 px, with temporal attention at every level
+# (RESULTS.md, "Moving digits": at 24/48/96 channels and attention at 8 and 4 px it did not learn to carry a digit
+# from one frame to the next).
+_MOTION = ModelConfig(channels=(32, 64, 96), patch=4, attention_levels=(0, 1, 2), film=True, global_context=True,
+                      conditional=False, known_frames=True, frames=20, size=64, prediction="x0", schedule="cosine")
 
 PRESETS: dict[str, ModelConfig] = {
     # The original Tiny Diffusion network: BatchNorm3d + ReLU, an MLP on the timestep, no attention.
@@ -134,6 +150,11 @@ PRESETS: dict[str, ModelConfig] = {
                                  global_context=True, ink_distance=True, labels=True, prediction="x0", schedule="cosine",
                                  temporal_attention=False),
     "digits": _DIGITS,
+    "motion": _MOTION,
+    # Its baselines, identical but for what mixes frames: no attention (temporal convolutions only), and
+    # nothing at all (every frame on its own: it cannot see the known frames of any other).
+    "motion-no-attention": replace(_MOTION, temporal_attention=False),
+    "motion-per-frame": replace(_MOTION, temporal_conv=False, temporal_attention=False),
     # The same with a label embedding, trained with the label dropped half the time for classifier-free
     # guidance: the shipped cascade's first stage, for "write me a 7" and, through a label drawn from the
     # training frequencies, for any digit (RESULTS.md).
@@ -356,7 +377,7 @@ class VideoUNet(nn.Module):
         widths = cfg.channels
         emb_dim = 4 * widths[0]
         attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(len(widths))]
-        extra = int(cfg.conditional) * (1 + int(cfg.ink_distance)) + 2 * int(cfg.coord_channels)
+        extra = int(cfg.conditional) * (1 + int(cfg.ink_distance)) + 2 * int(cfg.known_frames) + 2 * int(cfg.coord_channels)
         in_channels = (1 + extra) * cfg.patch**2
         self.time = TimeEmbedding(cfg, emb_dim)
         self.label = nn.Embedding(CLASSES + 1, emb_dim) if cfg.labels else None
@@ -384,6 +405,9 @@ class VideoUNet(nn.Module):
             parts.append(cond.to(x.dtype)[:, :, None].expand(b, 1, t, h, w))  # the digit in every frame
             if self.cfg.ink_distance:
                 parts.append(ink_distance(cond).to(x.dtype)[:, :, None].expand(b, 1, t, h, w))
+        if self.cfg.known_frames:  # (B, 2, T, H, W): the known frames (zero elsewhere) and the mask (1 = known)
+            parts.append(torch.zeros(b, 2, t, h, w, dtype=x.dtype, device=x.device) if condition is None
+                         else condition.to(x.dtype))
         if self.cfg.coord_channels:
             rows = torch.linspace(1, -1, h, dtype=x.dtype, device=x.device).view(1, 1, 1, h, 1)
             frame = torch.linspace(-1, 1, t, dtype=x.dtype, device=x.device).view(1, 1, t, 1, 1)

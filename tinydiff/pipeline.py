@@ -11,43 +11,20 @@ import numpy as np
 import torch
 
 from .cascade import Cascade
-from .checkpoint import (CASCADE, PRETRAINED, label_frequencies, label_prior_of, load_checkpoint, load_shipped,
-                         model_from_checkpoint)
+from .checkpoint import label_frequencies, label_prior_of, load_shipped
 from .data import condition_from_digits
 from .device import autocast, resolve_device, resolve_precision
 from .drawing import digit_from_image
-from .errors import CheckpointError, ConfigError, InputError
+from .errors import ConfigError, InputError
 from .model import CLASSES, VideoUNet
-from .sampling import SamplerStep, guided, sample_steps
+from .registry import PRETRAINED, shipped
+from .motion_pipeline import MotionPipeline
+from .sampling import SamplerStep, check_count, check_seed, guided, noise_generator, sample_steps, to_frames
 from .schedule import NoiseSchedule
-from .train import MODES, trained_modes
+from .train import MODES, load_trained
 
 # The default guidance scale for "write me a 7" (classifier-free guidance on the label; see RESULTS.md).
 LABEL_GUIDANCE = 2.0
-
-
-def check_seed(seed) -> int | None:
-    """A sampling seed: an integer, or None for fresh entropy; anything else is a one-line InputError."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InputError(f"seed must be an integer or None, got {seed!r}")
-    return seed
-
-
-def check_count(n) -> int:
-    """A number of videos (or labels) to sample: a positive integer, else a one-line InputError."""
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"n must be a positive integer, got {n!r}")
-    return n
-
-
-def _generator(seed: int | None) -> torch.Generator:
-    """A CPU generator for the sampler's noise; seed=None draws fresh entropy without touching the
-    global RNG (torch.seed() would re-seed the caller's torch.manual_seed stream)."""
-    generator = torch.Generator()
-    if check_seed(seed) is None:
-        generator.seed()
-        return generator
-    return generator.manual_seed(seed)
 
 
 # Labels drawn by `Pipeline.draw_labels` come from a stream of their own (a numpy SeedSequence of the seed
@@ -85,14 +62,7 @@ class Pipeline:
     def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
                         precision: str = "auto") -> "Pipeline":
         """Load any checkpoint written by `tinydiff.train` (the EMA weights by default)."""
-        payload = load_checkpoint(path)
-        model = model_from_checkpoint(payload, use_ema=use_ema)
-        modes = None
-        if isinstance(payload.get("train_config"), dict):
-            try:
-                modes = trained_modes(payload["train_config"], model.cfg)
-            except ConfigError as error:
-                raise CheckpointError(f"{path} records an unusable training configuration: {error}") from None
+        payload, model, modes = load_trained(path, use_ema)
         return cls(model, device, precision, label_prior=label_prior_of(payload), modes=modes)
 
     def draw_labels(self, n: int, seed: int | None = None) -> torch.Tensor:
@@ -157,7 +127,7 @@ class Pipeline:
                                 guidance)
         return sample_steps(self._denoiser(condition, label, guidance), self.schedule, self.cfg.prediction,
                             self._shape(n), sampler=sampler, steps=None if sampler == "ddpm" else steps,
-                            eta=eta, generator=_generator(seed), device=self.device, progress=progress)
+                            eta=eta, generator=noise_generator(seed), device=self.device, progress=progress)
 
     def _check_trained_for(self, mode: str, guidance: float) -> None:
         """Refuse a request that needs a conditioning mode the model never trained on (its weights there are
@@ -272,20 +242,18 @@ def digit_labels(digit, n: int) -> torch.Tensor:
     return labels.clone()
 
 
-def to_frames(x: torch.Tensor) -> torch.Tensor:
-    """Model space (N, 1, T, H, W) in [-1, 1] -> (N, T, H, W) in [0, 1] on the CPU."""
-    return ((x[:, 0].float().cpu() + 1) / 2).clamp(0, 1)
+def pretrained(name: str = "writer", device=None, precision: str = "auto"):
+    """A model shipped inside the package (`tinydiff.registry.MODELS`), verified against its manifest's SHA-256.
 
-
-def pretrained(name: str = "writer", device=None, precision: str = "auto") -> Pipeline | Cascade:
-    """A pipeline for a model shipped inside the package, verified against its recorded SHA-256.
-
-    "cascade" combines the shipped 2D digit model ("digits-labelled") and the animator (image-to-video
-    alone, which it does better than the writer) in one `Cascade`: a better generator from noise than the
-    writer alone (BENCHMARKS.md).
+    A denoiser gives a `Pipeline`; "motion" a `MotionPipeline` (moving digits); "cascade" a `Cascade` of its
+    declared stages (the 2D drawer, then the animator), a better generator from noise than the writer
+    alone (BENCHMARKS.md).
     """
     if name not in PRETRAINED:
         raise ConfigError(f"unknown pretrained model {name!r}; available: {', '.join(PRETRAINED)}")
-    if name == CASCADE:
-        return Cascade(pretrained("digits-labelled", device, precision), pretrained("animator", device, precision))
+    model = shipped(name)
+    if model.kind == "cascade":
+        return Cascade(*(pretrained(stage, device, precision) for stage in model.stages))
+    if model.kind == "motion":
+        return load_shipped(name, lambda path: MotionPipeline.from_checkpoint(path, device=device, precision=precision))
     return load_shipped(name, lambda path: Pipeline.from_checkpoint(path, device=device, precision=precision))

@@ -245,33 +245,86 @@ def trajectory_player(steps, every: int = 1, video: int = 0, fps: float = 4.0):
     return player(pictures, titles, fps=fps)
 
 
-def architecture(cfg: ModelConfig, batch: int = 1) -> Figure:
-    """The U-Net that `tinydiff.model.VideoUNet(cfg)` builds, one box per stage, drawn from the config.
+def traced_shapes(cfg: ModelConfig, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """The shape of every stage's output (and of a few inputs), from one forward pass of `VideoUNet(cfg)` with
+    hooks on its stages: {"inputs", "space-to-depth", "stem", "down 0 in", "down 0", ..., "middle",
+    "global context", "up 1 in", "up 1", "upsample 0", ..., "head", "output", "time", "label", "frame"}."""
+    import torch
 
-    Every box names its stage and the shape (B, C, F, H, W) of the tensor it outputs, computed from
-    `cfg` alone (channels, patch, levels, attention, frames, size, the input planes). Colours mark
-    where the condition enters (the input planes), where the timestep, label and frame-position
+    from .model import VideoUNet
+
+    model = VideoUNet(cfg).eval()
+    shapes, hooks = {}, []
+
+    def keep(name: str, when: str = "out"):
+        def hook(module, args, output=None):
+            shapes[name] = tuple((args[0] if when == "in" else output).shape)
+        return hook
+
+    stages = {"stem": model.stem, "middle": model.middle, "head": model.head, "time": model.time}
+    stages.update({f"down {i}": level for i, level in enumerate(model.down)})
+    stages.update({f"up {i}": level for i, level in enumerate(model.up)})
+    stages.update({f"upsample {i}": conv for i, conv in enumerate(model.upsample)})
+    stages.update({name: module for name, module in (("global context", model.context), ("label", model.label),
+                                                     ("frame", model.frame)) if module is not None})
+    for name, module in stages.items():
+        hooks.append(module.register_forward_hook(keep(name)))
+    hooks.append(model.stem.register_forward_pre_hook(keep("space-to-depth", "in")))
+    for name in [n for n in stages if n.startswith(("down ", "up "))]:
+        hooks.append(stages[name].register_forward_pre_hook(keep(f"{name} in", "in")))
+    x = torch.zeros(batch, 1, cfg.frames, cfg.size, cfg.size)
+    t = torch.zeros(batch, dtype=torch.long)
+    condition = None
+    if cfg.conditional:
+        condition = torch.zeros(batch, 1, cfg.size, cfg.size)
+    elif cfg.known_frames:
+        condition = torch.zeros(batch, 2, cfg.frames, cfg.size, cfg.size)
+    try:
+        with torch.no_grad():
+            shapes["inputs"] = tuple(model._inputs(x, condition).shape)
+            shapes["output"] = tuple(model(x, t, condition).shape)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def architecture(cfg: ModelConfig, batch: int = 1) -> Figure:
+    """The U-Net that `tinydiff.model.VideoUNet(cfg)` builds, one box per stage.
+
+    Every box names its stage and the shape (B, C, F, H, W) of the tensor it outputs, as one forward
+    pass of the network measures it (`traced_shapes`), so the figure cannot drift from the model. Colours
+    mark where the condition enters (the input planes), where the timestep, label and frame-position
     embeddings enter (every res block) and the levels with temporal attention. Each box's text has the
     stage as its gid ("inputs", "down 0", "middle", "up 1", ...). Returns the figure (12 in wide).
     """
     from matplotlib.patches import FancyBboxPatch
 
+    traced = traced_shapes(cfg, batch)
     levels, p, f = len(cfg.channels), cfg.patch, cfg.frames
-    widths, side = cfg.channels, [cfg.size // p // 2**i for i in range(levels)]
     attention = [cfg.temporal_attention and i in cfg.attention_levels for i in range(levels)]
     planes = ["x_t"]
     if cfg.conditional:
         planes += ["condition c"] + ["ink distance of c"] * cfg.ink_distance
+    if cfg.known_frames:
+        planes += ["known frames", "mask"]
     planes += ["row coordinate", "frame coordinate"] if cfg.coord_channels else []
-    emb_dim, blocks = 4 * widths[0], f"{cfg.blocks_per_level} res block" + "s" * (cfg.blocks_per_level > 1)
+    blocks = f"{cfg.blocks_per_level} res block" + "s" * (cfg.blocks_per_level > 1)
     n_planes = f"{len(planes)} plane" + "s" * (len(planes) > 1)
     conv = "DualConv" if cfg.temporal_conv else "conv 1×3×3"
     heads = f"temporal attention, {cfg.attention_heads} heads"
     colours = {"plain": ("#f2f2f2", "#555555"), "attention": ("#d9f0e3", "#1b9e77"),
                "condition": ("#fde3cc", "#d95f02"), "embedding": ("#e8e6f4", "#7570b3")}
+    conditioned = cfg.conditional or cfg.known_frames
 
-    def shape(c: int, s: int) -> str:
-        return f"({batch}, {c}, {f}, {s}, {s})"
+    def shape(stage: str) -> str:
+        return "(" + ", ".join(str(n) for n in traced[stage]) + ")"
+
+    def channels(stage: str) -> int:
+        return traced[stage][1]
+
+    def side(stage: str) -> int:
+        return traced[stage][-1]
 
     top = 3 if p > 1 else 2  # rows above the first level: inputs, space-to-depth (if any), stem
     pitch = 0.95  # inches between rows; the axes' data units are inches (the height is set at the end)
@@ -302,36 +355,35 @@ def architecture(cfg: ModelConfig, batch: int = 1) -> Figure:
 
     ax.text(6, 0.2, f"VideoUNet: every tensor is (B, C, F, H, W), here B = {batch}, F = {f} frames",
             ha="center", va="center", fontsize=10, weight="bold")
-    inputs = box(left, 0, f"inputs: {n_planes} {shape(len(planes), cfg.size)}\n"
+    inputs = box(left, 0, f"inputs: {n_planes} {shape('inputs')}\n"
                  f"{', '.join(planes[:3])}" + (f"\n{', '.join(planes[3:])}" if planes[3:] else ""),
-                 "condition" if cfg.conditional else "plain", "inputs")
+                 "condition" if conditioned else "plain", "inputs")
     if cfg.conditional:
         c = box((4.6, 7.4), 0, f"condition c ({batch}, 1, {cfg.size}, {cfg.size})\n"
                 "the finished digit; zeros = none", "condition", "condition")
         arrow((c[0], y(0)), (inputs[1], y(0)), colour=colours["condition"][1])
         ax.text(6, c[3] + 0.12, "copied into every frame" + ", with its distance transform" * cfg.ink_distance,
                 ha="center", va="center", fontsize=8, color=colours["condition"][1])
-    channels_in = len(planes) * p * p
+    channels_in = channels("space-to-depth")
     stack = [inputs]
     if p > 1:
         stack.append(box(left, 1, f"space-to-depth {p}×{p}: {n_planes} × {p * p} = {channels_in} "
-                         f"channels\n{shape(channels_in, side[0])}", gid="space-to-depth"))
-    stack.append(box(left, top - 1, f"stem: {conv} {channels_in} → {widths[0]}\n{shape(widths[0], side[0])}",
-                     gid="stem"))
+                         f"channels\n{shape('space-to-depth')}", gid="space-to-depth"))
+    stack.append(box(left, top - 1, f"stem: {conv} {channels_in} → {channels('stem')}\n{shape('stem')}", gid="stem"))
     for i in range(levels):
-        c_in = widths[max(i - 1, 0)]
-        stack.append(box(left, top + i, f"down level {i} · {side[i]}×{side[i]}: {blocks} {c_in} → {widths[i]}"
-                         + f"\n+ {heads}" * attention[i] + f"\n{shape(widths[i], side[i])}",
-                         "attention" if attention[i] else "plain", f"down {i}"))
+        stage = f"down {i}"
+        stack.append(box(left, top + i, f"down level {i} · {side(stage)}×{side(stage)}: {blocks} "
+                         f"{channels(stage + ' in')} → {channels(stage)}" + f"\n+ {heads}" * attention[i]
+                         + f"\n{shape(stage)}", "attention" if attention[i] else "plain", stage))
     for i, (upper, lower) in enumerate(zip(stack, stack[1:])):
-        label = f"avg pool 1×2×2 → {shape(widths[i - top], side[i - top + 1])}" if i >= top else None
+        label = f"avg pool 1×2×2 → {shape(f'down {i - top + 1} in')}" if i >= top else None
         arrow((down_x, upper[3]), (down_x, lower[2]), label)
-    rb, wl = top + levels, widths[-1]
-    middle_text = (f"middle · {side[-1]}×{side[-1]}: {blocks} {wl} → {wl}" + f"\n+ {heads}" * attention[-1]
-                   + f"\n{shape(wl, side[-1])}")
+    rb, wl, deepest = top + levels, channels("middle"), side("middle")
+    middle_text = (f"middle · {deepest}×{deepest}: {blocks} {wl} → {wl}" + f"\n+ {heads}" * attention[-1]
+                   + f"\n{shape('middle')}")
     if cfg.global_context:
-        ctx = box(left, rb, f"global context: + 1×1 conv of each frame's\nmax over H, W: {shape(wl, 1)}\n"
-                  f"{shape(wl, side[-1])}", gid="global context")
+        ctx = box(left, rb, f"global context: + 1×1 conv of each frame's\nmax over H, W: {shape('global context')}\n"
+                  f"{shape(f'down {levels - 1}')}", gid="global context")
         arrow((down_x, stack[-1][3]), (down_x, ctx[2]))
         mid = box(right, rb, middle_text, "attention" if attention[-1] else "plain", "middle")
         arrow((ctx[1], y(rb)), (mid[0], y(rb)))
@@ -340,32 +392,34 @@ def architecture(cfg: ModelConfig, batch: int = 1) -> Figure:
         arrow((down_x, stack[-1][3]), (down_x, mid[2]))
     ups = {}
     for i in reversed(range(levels)):
-        text = (f"up level {i} · {side[i]}×{side[i]}: concat skip {shape(2 * widths[i], side[i])}\n"
-                f"{blocks} {2 * widths[i]} → {widths[i]}" + f" + {heads}" * attention[i]
-                + f"\n{shape(widths[i], side[i])}")
+        stage = f"up {i}"
+        text = (f"up level {i} · {side(stage)}×{side(stage)}: concat skip {shape(stage + ' in')}\n"
+                f"{blocks} {channels(stage + ' in')} → {channels(stage)}" + f" + {heads}" * attention[i]
+                + f"\n{shape(stage)}")
         ups[i] = box(right, top + i, text, "attention" if attention[i] else "plain", f"up {i}")
         arrow((stack[top + i][1], y(top + i)), (ups[i][0], y(top + i)), "skip", "#888888", ha="center",
               at=(6, y(top + i) - 0.13))
         below = ups[i + 1] if i + 1 < levels else mid
-        label = f"nearest ×2, conv 1×3×3 → {shape(widths[i], side[i])}" if i + 1 < levels else None
+        label = f"nearest ×2, conv 1×3×3 → {shape(f'upsample {i}')}" if i + 1 < levels else None
         arrow((up_x, below[2]), (up_x, ups[i][3]), label, ha="right", at=(up_x - 0.08, (below[2] + ups[i][3]) / 2))
     prediction = {"x0": "x_0", "eps": "the noise ε", "v": "v"}[cfg.prediction]
-    head = box(right, top - 1, f"head: norm, act, {conv} {widths[0]} → {p * p}\n{shape(p * p, side[0])}",
+    head = box(right, top - 1, f"head: norm, act, {conv} {channels('up 0')} → {channels('head')}\n{shape('head')}",
                gid="head")
     out = [head]
     if p > 1:
-        out.append(box(right, 1, f"depth-to-space {p}×{p}\n{shape(1, cfg.size)}", gid="depth-to-space"))
-    out.append(box(right, 0, f"output: the predicted {prediction}\n{shape(1, cfg.size)}", gid="output"))
+        out.append(box(right, 1, f"depth-to-space {p}×{p}\n{shape('output')}", gid="depth-to-space"))
+    out.append(box(right, 0, f"output: the predicted {prediction}\n{shape('output')}", gid="output"))
     arrow((up_x, ups[0][2]), (up_x, head[3]))
     for lower, upper in zip(out, out[1:]):
         arrow((up_x, lower[2]), (up_x, upper[3]))
 
     time = "t / T → MLP" if cfg.time_embedding == "mlp" else "t → sinusoidal features → MLP"
-    lines = [f"timestep {time}: ({batch}, {emb_dim})"]
+    emb_dim = traced["time"][-1]
+    lines = [f"timestep {time}: {shape('time')}"]
     if cfg.labels:
-        lines.append(f"+ label y (digit 0-9 or none) → learned embedding: ({batch}, {emb_dim})")
+        lines.append(f"+ label y (digit 0-9 or none) → learned embedding: {shape('label')}")
     if cfg.film:
-        lines += [f"+ frame position → sinusoidal → Linear: ({f}, {emb_dim})",
+        lines += [f"+ frame position → sinusoidal → Linear: {shape('frame')}",
                   f"= emb ({batch}, {f}, {emb_dim}) → scale and shift (FiLM) per frame, in every res block"]
     else:
         lines.append(f"= emb ({batch}, {emb_dim}) → added in every res block")
@@ -382,7 +436,8 @@ def architecture(cfg: ModelConfig, batch: int = 1) -> Figure:
     norm = "GroupNorm per frame" if cfg.norm == "group" else "BatchNorm"
     mix = "spatial 1×3×3 + temporal 3×1×1 conv, summed" if cfg.temporal_conv else "spatial only: no temporal branch"
     notes = emb[3] + 0.3
-    ax.text(6, notes, f"res block: {norm} → {cfg.activation} → {conv} → emb → {cfg.activation} → {conv},"
+    second = f"{norm} → FiLM(emb)" if cfg.film else f"{norm}(· + emb)"  # the block's second norm, with the embedding
+    ax.text(6, notes, f"res block: {norm} → {cfg.activation} → {conv} → {second} → {cfg.activation} → {conv},"
             f" + skip.   {conv}: {mix}.", ha="center", va="center", fontsize=8)
     embeddings = "timestep" + " / label" * cfg.labels + " / frame position" * cfg.film + " embedding"
     legend = (("condition", "condition"), ("attention", "temporal attention"), ("embedding", embeddings))

@@ -1,6 +1,6 @@
 """Samplers: DDPM ancestral sampling, DDIM and DPM-Solver++(2M), one loop that exposes every step.
 
-Both samplers share one signature (as in k-diffusion): a `denoise(x_t, t) -> model_output` function, a
+The three samplers share one signature (as in k-diffusion): a `denoise(x_t, t) -> model_output` function, a
 `NoiseSchedule`, the prediction type and the shape. `sample_steps` yields a `SamplerStep` per step, so
 sliders and animations consume the same loop that `sample` runs.
 
@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
-from .errors import ConfigError
+from .errors import ConfigError, InputError
 from .model import NO_LABEL
 from .schedule import NoiseSchedule
 
@@ -219,3 +219,32 @@ def guided(model, condition: torch.Tensor | None = None, guidance: float = 1.0,
         return uncond + guidance * (cond - uncond)
 
     return denoise
+
+
+def check_seed(seed) -> int | None:
+    """A sampling seed: an integer, or None for fresh entropy; anything else is a one-line InputError."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(f"seed must be an integer or None, got {seed!r}")
+    return seed
+
+
+def check_count(n) -> int:
+    """A number of videos (or labels) to sample: a positive integer, else a one-line InputError."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"n must be a positive integer, got {n!r}")
+    return n
+
+
+def noise_generator(seed: int | None) -> torch.Generator:
+    """A CPU generator for the sampler's noise; seed=None draws fresh entropy without touching the
+    global RNG (torch.seed() would re-seed the caller's torch.manual_seed stream)."""
+    generator = torch.Generator()
+    if check_seed(seed) is None:
+        generator.seed()
+        return generator
+    return generator.manual_seed(seed)
+
+
+def to_frames(x: torch.Tensor) -> torch.Tensor:
+    """Model space (N, 1, T, H, W) in [-1, 1] -> (N, T, H, W) in [0, 1] on the CPU."""
+    return ((x[:, 0].float().cpu() + 1) / 2).clamp(0, 1)

@@ -15,7 +15,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +25,13 @@ import torch.nn.functional as F
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import WritingVideos
 from .device import autocast, check_precision, no_tf32, resolve_device, resolve_precision
 from .errors import CheckpointError, ConfigError, TrainingError
-from .model import CLASSES, NO_LABEL, ModelConfig, VideoUNet
+from .model import CLASSES, NO_LABEL, ModelConfig, VideoUNet, from_known_fields
+from .motion import known_condition, training_masks, unknown_weights
+from .moving import MovingDigitsStream
 from .schedule import NoiseSchedule
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -39,7 +41,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 class TrainConfig:
     """Optimisation settings; stored in every checkpoint beside the model's configuration."""
 
-    out_dir: str = "runs/writer"  # checkpoint.pt is written and resumed here
+    out_dir: str = "runs/train"  # checkpoint.pt is written and resumed here (no `make` target writes here)
     steps: int = 2000  # optimiser steps in total
     batch_size: int = 16  # videos per step and per process
     lr: float = 2e-3  # AdamW peak learning rate
@@ -80,8 +82,20 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        return from_known_fields(cls, values, "training")
+
+
+# Settings that say where and how a run executes, not what it learns: a run may resume with other values.
+# Everything else but `steps` is the recipe, and resuming under another recipe is refused (`train`).
+EXECUTION = ("out_dir", "data_root", "device", "precision", "threads", "checkpoint_every")
+
+
+def recipe_changes(saved: dict, cfg: TrainConfig) -> list[str]:
+    """The recipe settings in which `cfg` differs from a checkpoint's recorded training config, as
+    "name saved -> new" (empty when they agree)."""
+    new = asdict(cfg)
+    return [f"{name} {saved.get(name)!r} -> {value!r}" for name, value in new.items()
+            if name not in (*EXECUTION, "steps") and saved.get(name) != value]
 
 
 @dataclass
@@ -110,7 +124,8 @@ def conditioning_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> float:
 # Each with how a message names training on it, and asking for it.
 MODES = {"noise": ("videos from nothing", "a video from nothing (any digit)"),
          "label": ("videos from a class label", "a digit by its label"),
-         "image": ("videos of a finished digit (image-to-video)", "the video of a finished digit")}
+         "image": ("videos of a finished digit (image-to-video)", "the video of a finished digit"),
+         "frames": ("videos with some frames known (masked conditioning)", "frames given as known")}
 
 
 def mode_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, float]:
@@ -119,15 +134,30 @@ def mode_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, float]:
     condition trains those last ones from nothing."""
     label_share = conditioning_shares(cfg, model_cfg)
     rest = 1.0 - (cfg.cond_drop + label_share)
+    if model_cfg.known_frames:
+        return {"noise": cfg.cond_drop, "label": label_share, "image": 0.0, "frames": rest}
     if not model_cfg.conditional:
-        return {"noise": cfg.cond_drop + rest, "label": label_share, "image": 0.0}
-    return {"noise": cfg.cond_drop, "label": label_share, "image": rest}
+        return {"noise": cfg.cond_drop + rest, "label": label_share, "image": 0.0, "frames": 0.0}
+    return {"noise": cfg.cond_drop, "label": label_share, "image": rest, "frames": 0.0}
 
 
 def trained_modes(train_config: dict, model_cfg: ModelConfig) -> frozenset[str]:
     """The conditioning modes a checkpoint's training configuration gave any of its videos."""
     shares = mode_shares(TrainConfig.from_dict(train_config), model_cfg)
     return frozenset(mode for mode, share in shares.items() if share > 0)
+
+
+def load_trained(path, use_ema: bool = True) -> tuple[dict, VideoUNet, frozenset[str] | None]:
+    """A checkpoint for sampling: (its payload, its network with the EMA weights by default, the conditioning
+    modes its recorded training configuration gave its videos, or None when it records none)."""
+    payload = load_checkpoint(path)
+    model = model_from_checkpoint(payload, use_ema=use_ema)
+    if not isinstance(payload.get("train_config"), dict):
+        return payload, model, None
+    try:
+        return payload, model, trained_modes(payload["train_config"], model.cfg)
+    except ConfigError as error:
+        raise CheckpointError(f"{path} records an unusable training configuration: {error}") from None
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -198,12 +228,14 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progress: bool = True,
-          until: int | None = None) -> TrainResult:
+          until: int | None = None, force_resume: bool = False) -> TrainResult:
     """Train (or resume training) a denoiser; returns the final checkpoint's path, losses and EMA model.
 
     Checkpoints go to `cfg.out_dir/checkpoint.pt` every `cfg.checkpoint_every` steps and at the end,
     holding both configurations, the weights, the EMA, the optimiser, the step and the RNG state.
-    With `resume`, an existing checkpoint there is continued exactly. `until` pauses the run after
+    With `resume`, an existing checkpoint there is continued exactly; one trained under another recipe
+    (any setting but `steps` and those in `EXECUTION`) is refused, unless `force_resume`, which continues it
+    under the new settings and records them. `until` pauses the run after
     that step (checkpointed, the learning-rate schedule still planned for `cfg.steps`), so a run can
     be trained in chunks and evaluated in between.
     """
@@ -232,6 +264,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         if ModelConfig.from_dict(state.get("model_config") or {}) != model_cfg:
             raise CheckpointError(f"{path} holds a different model configuration; use another out_dir "
                                   "or start afresh (resume=False, --no-resume)")
+        changes = recipe_changes(state.get("train_config") or {}, cfg)
+        if changes and not force_resume:
+            raise CheckpointError(f"{path} was trained with other settings ({'; '.join(changes)}); use another "
+                                  "out_dir, start afresh (--no-resume), or continue under the new ones (--force-resume)")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
@@ -245,16 +281,22 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
         step, losses, elapsed = state["step"], list(state["losses"]), state["elapsed_s"]
         torch.set_rng_state(state["rng"])
 
-    dataset = WritingVideos("train", root=cfg.data_root, limit=cfg.train_limit, frames=model_cfg.frames)
-    if len(dataset) < cfg.batch_size * world:
-        raise ConfigError(f"{len(dataset)} training videos cannot fill a batch of {cfg.batch_size} x {world}")
-    if device.type == "cuda":
-        dataset.to(device)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    per_epoch = len(sampler) // cfg.batch_size
+    # Writing videos are built once and shuffled by epoch; moving digits are drawn afresh every step.
+    stream = dataset = None
+    if model_cfg.known_frames:
+        stream = MovingDigitsStream("train", root=cfg.data_root, limit=cfg.train_limit)
+    else:
+        dataset = WritingVideos("train", root=cfg.data_root, limit=cfg.train_limit, frames=model_cfg.frames)
+        if len(dataset) < cfg.batch_size * world:
+            raise ConfigError(f"{len(dataset)} training videos cannot fill a batch of {cfg.batch_size} x {world}")
+        if device.type == "cuda":
+            dataset.to(device)
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed,
+                                     drop_last=True)
+        per_epoch = len(sampler) // cfg.batch_size
     # The digits' frequencies in the training data: a labelled model's prior p(label), with which its
     # class-conditional samples add up to samples of the whole data (tinydiff.cascade).
-    label_counts = torch.bincount(dataset.labels.cpu(), minlength=CLASSES).tolist() if model_cfg.labels else None
+    label_counts = torch.bincount(dataset.labels.cpu(), minlength=CLASSES).tolist() if model_cfg.labels and dataset else None
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -277,29 +319,40 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
     with no_tf32(device) if precision == "fp32" else contextlib.nullcontext():  # backward passes too
         while step < stop:
             started = time.perf_counter()
-            epoch, position = divmod(step, per_epoch)
-            if epoch != order_epoch:
-                sampler.set_epoch(epoch)
-                order, order_epoch = torch.tensor(list(sampler)).to(dataset.ink.device), epoch
-            index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
-            x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
-            label = dataset.labels[index.to(dataset.labels.device)].to(device)  # (B,)
+            seed = step_seed(cfg.seed, step, rank)
+            if stream is not None:
+                x0 = stream.batch(cfg.batch_size, model_cfg.frames, seed).to(device)  # (B, 1, T, H, W)
+            else:
+                epoch, position = divmod(step, per_epoch)
+                if epoch != order_epoch:
+                    sampler.set_epoch(epoch)
+                    order, order_epoch = torch.tensor(list(sampler)).to(dataset.ink.device), epoch
+                index = order[position * cfg.batch_size:(position + 1) * cfg.batch_size]
+                x0, condition = dataset.batch(index, device)  # (B, 1, T, H, W), (B, 1, H, W)
+                label = dataset.labels[index.to(dataset.labels.device)].to(device)  # (B,)
 
             # Drawn on the training device (no host-to-device copies). A CPU and a GPU generator draw
             # different numbers for one seed; on one device, a step's draws depend on (seed, step, rank) only.
-            g = torch.Generator(device).manual_seed(step_seed(cfg.seed, step, rank))
-            t = torch.randint(0, schedule.num_timesteps, (len(index),), generator=g, device=device)
+            g = torch.Generator(device).manual_seed(seed)
+            n = len(x0)
+            t = torch.randint(0, schedule.num_timesteps, (n,), generator=g, device=device)
             noise = torch.randn(x0.shape, generator=g, device=device)
-            mode = torch.rand(len(index), generator=g, device=device)  # [0, cond_drop): nothing; then the label; then the image
-            image = (mode >= cfg.cond_drop + label_share).float().view(-1, 1, 1, 1)
-            labelled = (mode >= cfg.cond_drop) & (mode < cfg.cond_drop + label_share)
-            label = torch.where(labelled, label, NO_LABEL) if model_cfg.labels else None
+            if stream is not None:  # a random mask of known frames per video; the loss is on the others
+                known = training_masks(n, model_cfg.frames, cfg.cond_drop, g, device)  # (B, T)
+                condition, label, frame_weights = known_condition(x0, known), None, unknown_weights(known)
+            else:
+                mode = torch.rand(n, generator=g, device=device)  # [0, cond_drop): nothing; then the label; then the image
+                image = (mode >= cfg.cond_drop + label_share).float().view(-1, 1, 1, 1)
+                labelled = (mode >= cfg.cond_drop) & (mode < cfg.cond_drop + label_share)
+                label = torch.where(labelled, label, NO_LABEL) if model_cfg.labels else None
+                condition, frame_weights = condition * image, torch.full((n, x0.shape[2]), 1.0 / x0.shape[2], device=device)
 
             x_t = schedule.q_sample(x0, t, noise)
             target = schedule.training_target(model_cfg.prediction, x0, noise, t)
             with autocast(device, precision):
-                output = net(x_t, t, condition * image, label)
-            per_sample = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 2, 3, 4))
+                output = net(x_t, t, condition, label)
+            per_frame = F.mse_loss(output.float(), target, reduction="none").mean(dim=(1, 3, 4))  # (B, T)
+            per_sample = (per_frame * frame_weights).sum(dim=1)
             loss = (loss_weights(schedule, model_cfg.prediction, cfg.loss_weighting, t) * per_sample).mean()
             logged = _global_loss(loss, world)  # a host sync (fp16's scaler.step adds another)
             if not math.isfinite(logged):
@@ -324,7 +377,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
             seconds = time.perf_counter() - started
             elapsed += seconds
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}", videos_per_s=f"{len(index) * world / seconds:.1f}")
+            bar.set_postfix(loss=f"{losses[-1]:.4f}", videos_per_s=f"{n * world / seconds:.1f}")
             if step % cfg.checkpoint_every == 0 or step == stop:
                 save()
     bar.close()

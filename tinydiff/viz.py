@@ -1,4 +1,4 @@
-"""Pictures of writing videos: grids, smooth interpolation, side-by-side views, GIF and MP4 files."""
+"""Pictures of videos: grids, smooth interpolation, side-by-side views, GIF and MP4 files, and reading a video back."""
 
 from __future__ import annotations
 
@@ -126,3 +126,68 @@ def save_video(videos, path: str | os.PathLike, fps: float = 8.0, scale: int = 4
     except OSError as error:
         raise InputError(f"cannot write {path}: {error.strerror or error}") from None
     return path
+
+
+VIDEO_INPUTS = (".gif", ".mp4", ".npy")
+
+
+def read_video(path: str | os.PathLike, size: int) -> torch.Tensor:
+    """One greyscale video from a GIF, an MP4 or a .npy file, as (T, size, size) float32 in [0, 1].
+
+    Frames are made grey (colour averaged by PIL's luma). Frames enlarged by an integer factor k (k size
+    pixels wide), or written by `save_video` (a 1-pixel border around each video, so (size + 2) k wide),
+    are brought back to size x size by averaging each k x k block. A .npy holds (T, size, size) (or
+    (1, T, size, size)) floats in [0, 1] or uint8 0..255. Anything else is a one-line InputError.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_INPUTS:
+        raise InputError(f"{path}: a video must be a {', '.join(VIDEO_INPUTS)} file")
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        if suffix == ".npy":
+            frames = np.load(path, allow_pickle=False)
+        elif suffix == ".gif":
+            with Image.open(path) as image:
+                frames = []
+                for index in range(getattr(image, "n_frames", 1)):
+                    image.seek(index)
+                    frames.append(np.asarray(image.convert("L")))
+                frames = np.stack(frames)
+        else:
+            if importlib.util.find_spec("imageio_ffmpeg") is None:
+                raise InputError("reading MP4 needs imageio's ffmpeg plugin: pip install imageio-ffmpeg (or give a .gif)")
+            import imageio.v2 as imageio
+
+            frames = np.stack([np.asarray(Image.fromarray(f).convert("L")) for f in imageio.mimread(path, memtest=False)])
+    except InputError:
+        raise
+    except Exception as error:  # PIL, numpy and ffmpeg raise many kinds for a file that is not what it says
+        raise InputError(f"{path} is not a readable {suffix[1:].upper()} video ({type(error).__name__})") from None
+    if frames.ndim == 4 and frames.shape[0] == 1:
+        frames = frames[0]
+    if frames.ndim != 3:
+        raise InputError(f"{path}: expected frames shaped (T, H, W), got {frames.shape}")
+    if frames.dtype == np.uint8:
+        video = torch.from_numpy(frames.astype(np.float32) / 255.0)
+    elif np.issubdtype(frames.dtype, np.floating) or np.issubdtype(frames.dtype, np.integer):
+        video = torch.from_numpy(frames.astype(np.float32))
+        if not torch.isfinite(video).all() or video.min() < 0 or video.max() > 1:
+            raise InputError(f"{path}: frames must hold values in [0, 1] (or uint8 0..255)")
+    else:
+        raise InputError(f"{path}: frames must hold numbers, got dtype {frames.dtype}")
+    return _to_size(video, size, path)
+
+
+def _to_size(video: torch.Tensor, size: int, path: Path) -> torch.Tensor:
+    """(T, H, W) -> (T, size, size): undo an integer enlargement, and save_video's border."""
+    h, w = video.shape[1:]
+    if h == w and h % size == 0:
+        k = h // size
+    elif h == w and h % (size + 2) == 0:
+        k = h // (size + 2)
+        video = video[:, k:-k, k:-k]
+    else:
+        raise InputError(f"{path}: frames must be {size} x {size} pixels (or enlarged by a whole factor), got {h} x {w}")
+    return torch.nn.functional.avg_pool2d(video[:, None], k)[:, 0] if k > 1 else video

@@ -3,7 +3,7 @@
 Two kinds: sliders over precomputed pictures (`picture_slider`, `timestep_slider`, `frame_slider`,
 `trajectory_slider`), which answer at once, and widgets that compute again on every change
 (`live_noising`: schedule and t; `live_sampler`: sampler, steps, eta, guidance, digit, network;
-`drawing_animator`: your drawing). Pictures are shown at their own pixel size and titles wrap.
+`drawing_animator`: your drawing; `live_predictor`: moving digits from 1 to 10 given frames). Pictures are shown at their own pixel size and titles wrap.
 Widgets need a running kernel; the rendered book shows kernel-free players or grids instead (see
 `plots`: `player`, `video_player`, `trajectory_player`, `noising_player`).
 """
@@ -263,3 +263,54 @@ def live_sampler(pipes, n: int = 4, digits=None, digit: int | None = 7, guidance
         control.observe(update, names="value")
     update()
     return widgets.VBox([widgets.HBox([network, asked, menu]), widgets.HBox([count, noise, scale_guidance]), status, view])
+
+
+def live_predictor(pipe, videos, given: int = 10, frames: int = 10, steps: int = 10, seed: int = 0, scale: int = 2):
+    """Live: choose how many past frames the moving-digits model sees, and it predicts again.
+
+    Args:
+        pipe: a `MotionPipeline`.
+        videos: (N, T, H, W) true videos in [0, 1], T >= 10 + frames: the first frames are given, the
+            rest are the truth the prediction is shown above.
+        given, frames, steps, seed: the first settings (see `MotionPipeline.predict`).
+    Returns:
+        an ipywidgets VBox: the controls, a status line, and a GIF with the truth (top row) over the
+        prediction (bottom row); the given frames are the same in both.
+    """
+    import time
+
+    import ipywidgets as widgets
+    import torch
+
+    videos = torch.as_tensor(videos).float()
+    most = min(10, videos.shape[1] - frames) if videos.dim() == 4 else 0
+    if most < 1:
+        raise InputError(f"videos must be (N, T, H, W) with T >= {frames + 1}, got {tuple(videos.shape)}")
+    known = widgets.IntSlider(value=min(given, most), min=1, max=most, description="given", continuous_update=False)
+    count = widgets.IntSlider(value=steps, min=1, max=50, description="steps", continuous_update=False)
+    status = _title()
+    n, _, h, w = videos.shape
+    view = _image(_png(np.zeros((2 * h, n * w), dtype=np.uint8), scale), "gif")
+
+    def update(change=None) -> None:
+        k = known.value
+        known.disabled = count.disabled = True  # one prediction at a time
+        status.value = "<i>predicting ...</i>"
+        started = time.perf_counter()
+        try:
+            predicted = pipe.predict(videos[:, :k], frames=frames, steps=count.value, seed=seed)
+        except TinydiffError as error:
+            status.value = f"<b>{html.escape(str(error))}</b>"
+            return
+        finally:
+            known.disabled = count.disabled = False
+        truth = videos[:, :k + frames]
+        shown = torch.cat([truth, torch.cat([videos[:, :k], predicted], dim=1)])  # truth row over prediction row
+        _show(view, gif_bytes(shown, scale=scale, columns=n, hold_last=2))
+        status.value = html.escape(f"top: the truth; bottom: {k} given frames, then {frames} predicted "
+                                   f"(DDIM {count.value} steps, seed {seed}): {time.perf_counter() - started:.1f} s")
+
+    for control in (known, count):
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([known, count]), status, view])

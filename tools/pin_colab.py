@@ -19,11 +19,15 @@ TAG = "colab-install"  # marks the cell (besides remove-cell, which hides it in 
 CELL = '''# On Colab only: install the tinydiff this book was built from. Anywhere else this cell does nothing.
 # To run your fork instead, first run: %env TINYDIFF_SOURCE=git+https://github.com/YOU/tinydiff@BRANCH
 import os
+import subprocess
 import sys
 
 if "google.colab" in sys.modules:
     source = os.environ.get("TINYDIFF_SOURCE", "git+{url}@{ref}")
-    get_ipython().run_line_magic("pip", f'install --quiet "tinydiff[course] @ {{source}}"')'''
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", f"tinydiff[course] @ {{source}}"]
+    if subprocess.run(pip, capture_output=True).returncode != 0:  # pip's own error runs to pages
+        print(f"tinydiff could not be installed from {{source}}: set TINYDIFF_SOURCE to a repository and ref "
+              "that exist, in a cell above this one: %env TINYDIFF_SOURCE=git+https://github.com/YOU/tinydiff@BRANCH")'''
 
 
 def pinned_source() -> tuple[str, str]:

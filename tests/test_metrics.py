@@ -364,6 +364,16 @@ def test_digit_crops_identity_and_position_error_by_hand():
         digit_crops(frames, torch.full((1, 2, 2, 2), 40))
 
 
+def test_position_error_finds_a_faint_digit_beside_bold_ink():
+    faint = torch.zeros(28, 28)
+    faint[6:22, 12:15] = 0.3  # a thin, faint bar
+    frames = torch.zeros(1, 1, 64, 64)
+    frames[0, 0, 2:30, 3:31] = faint
+    frames[0, 0, 30:60, 30:60] = 1.0  # a bold block elsewhere correlates more with any digit
+    errors = position_error(frames, torch.tensor([[[[2, 3]]]]), faint[None, None])
+    assert errors.tolist() == [[[0.0]]]
+
+
 def test_copy_last_repeats_the_last_given_frame():
     past = torch.rand(2, 3, 5, 5)
     copied = copy_last(past, 4)

@@ -38,6 +38,10 @@ def test_training_masks_draw_each_kind_in_its_share():
     assert ends.float().mean().item() >= 0.9 * MASK_SHARES["ends"] - 0.01
 
 
+def test_mask_shares_add_up_to_one():
+    assert sum(MASK_SHARES.values()) == pytest.approx(1.0)
+
+
 def test_past_masks_cover_every_count_of_known_frames():
     masks = training_masks(5000, 5, 0.0, torch.Generator().manual_seed(1)).bool()
     prefixes = masks.cumprod(1).sum(1)[masks.sum(1) == masks.cumprod(1).sum(1)]
@@ -142,6 +146,12 @@ def test_predict_refuses_bad_settings(tiny_checkpoint):
         pipe.predict(torch.rand(1, 3, 64, 64), frames=0)
     with pytest.raises(InputError, match="windows of 6 frames"):
         pipe.fill(torch.rand(1, 4, 64, 64), [True] * 4)
+    for known, message in (([True, False], "got shape"), ("ab", "must be 6 booleans"), ([2, 0, 0, 0, 0, 0], "booleans"),
+                           ([True] * 6, "nothing to fill")):
+        with pytest.raises(InputError, match=message):
+            pipe.fill(torch.rand(1, 6, 64, 64), known)
+    with pytest.raises(InputError, match="guidance must be a number"):
+        pipe.predict(torch.rand(1, 3, 64, 64), frames=2, guidance="x")
     with pytest.raises(ConfigError, match="not a moving-digits model"):
         MotionPipeline(VideoUNet(preset("tiny")))
 
@@ -185,6 +195,7 @@ def text_file(name):
     (frames_file((4, 64, 64)), "out.txt", "must end in"),
     (lambda folder: folder / "missing.gif", "out.gif", "no such file"),
     (text_file("in.txt"), "out.gif", "a video must be"),
+    (frames_file((0, 64, 64)), "out.npy", "no frames"),
 ])
 def test_tinydiff_extend_refuses_bad_input_in_one_line_and_writes_nothing(tiny_checkpoint, tmp_path, capsys,
                                                                          make_input, output, message):
@@ -193,6 +204,14 @@ def test_tinydiff_extend_refuses_bad_input_in_one_line_and_writes_nothing(tiny_c
     error = capsys.readouterr().err
     assert code == 2 and message in error and len(error.strip().splitlines()) == 1
     assert not (tmp_path / output).exists()
+
+
+@pytest.mark.parametrize("option, message", [(["--frames", "0"], "--frames must be"), (["--fps", "0"], "--fps must be"),
+                                             (["--steps", "0"], "--steps must be"), (["--context", "6"], "--context must be")])
+def test_tinydiff_extend_refuses_bad_options_before_any_work(tiny_checkpoint, tmp_path, capsys, option, message):
+    source = frames_file((4, 64, 64))(tmp_path)
+    code = main(["extend", str(source), "-o", str(tmp_path / "o.gif"), "--checkpoint", str(tiny_checkpoint), *option])
+    assert code == 2 and message in capsys.readouterr().err and not (tmp_path / "o.gif").exists()
 
 
 def test_tinydiff_extend_refuses_a_model_that_takes_no_frames(tmp_path, capsys):
@@ -224,3 +243,17 @@ def test_tinydiff_extend_continues_a_moving_digits_gif_with_the_shipped_model(tm
     out = np.load(tmp_path / "out.npy")
     assert out.shape == (18, 64, 64)
     np.testing.assert_allclose(out[:6], read_video(tmp_path / "in.gif", 64).numpy(), atol=1e-6)
+
+
+def test_the_network_sees_the_known_frames_noised_to_each_step_as_in_training(tiny_checkpoint):
+    pipe = MotionPipeline.from_checkpoint(tiny_checkpoint, device="cpu")
+    seen = []  # (x_t, t) of every call
+    pipe.model.register_forward_hook(lambda module, args, output: seen.append((args[0].double(), int(args[1][0]))))
+    video = torch.rand(1, 6, 64, 64, dtype=torch.float64)
+    pipe.fill(video.float(), [True, True, False, False, False, False], steps=3, seed=0)
+    known = video[:, None, :2] * 2 - 1  # model space
+    # Training noised every frame as sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps: recover eps at the known frames.
+    abar = pipe.schedule.alphas_cumprod
+    eps = [(x[:, :, :2] - abar[t].sqrt() * known) / (1 - abar[t]).sqrt() for x, t in seen]
+    assert len(eps) == 3 and abs(eps[0].std().item() - 1) < 0.05 and abs(eps[0].mean().item()) < 0.05
+    assert all(torch.allclose(e, eps[0], atol=1e-3) for e in eps), "one draw of noise for the whole window"

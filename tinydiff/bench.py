@@ -7,9 +7,11 @@ Measures, in one run on one machine: training throughput of the default and orig
 training minutes for the default configuration to reach a frame IoU from scratch; DDIM-50 wall time for 16
 videos against the original network's 50 forward passes; image-to-video quality of the shipped writer at
 DDIM 10, DDIM 50 and DDPM 1000, and of the animator (the cascade's writing stage) at DDIM 10 and 50;
-and generation from noise judged by the shipped digit classifier (unconditional and class-conditional per
-digit, by the writer and by the cascade; and quality against the sampler and its steps). Writes a markdown
-report (BENCHMARKS.md) and prints it.
+generation from noise judged by the shipped digit classifier (unconditional and class-conditional per
+digit, by the writer and by the cascade; and quality against the sampler and its steps); and moving digits
+predicted 10 -> 10 and extended to 100 frames by the shipped motion model and its baselines
+(`tinydiff.motion_eval`; `--motion-only` re-measures that section alone). Writes a markdown report
+(BENCHMARKS.md) and prints it.
 """
 
 from __future__ import annotations
@@ -224,7 +226,10 @@ def motion_section(args, device: str) -> list[str]:
     print("moving digits ...", flush=True)
     pipes = {name: pretrained(name, device=device, precision=args.precision)
              for name, model in MODELS.items() if model.kind == "motion"}
-    sequences, extension, seeds = (16, 16, 1) if args.quick else (args.motion_sequences, 64, 3)
+    sequences, extension, seeds = (16, 16, 1) if args.quick else (args.motion_sequences, args.motion_extension,
+                                                                    args.motion_seeds)
+    if min(sequences, extension, seeds) < 1:
+        raise InputError("--motion-sequences, --motion-extension and --motion-seeds must be at least 1")
     return bench_section(pipes, pretrained_classifier(), sequences, extension, seeds, root=args.data_root,
                          progress=lambda line: print(line, flush=True))
 
@@ -294,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure the moving-digits models alone and replace only their section of the report")
     parser.add_argument("--motion-sequences", type=int, default=256,
                         help="held-out sequences predicted 10 -> 10 per moving-digits model (default: 256)")
+    parser.add_argument("--motion-seeds", type=int, default=3,
+                        help="sampling seeds for the shipped motion model's 10 -> 10 figures (default: 3)")
+    parser.add_argument("--motion-extension", type=int, default=64,
+                        help="held-out sequences extended from 10 to 100 frames (default: 64)")
     args = parser.parse_args(argv)
 
     device = str(resolve_device(args.device))  # checked before any work: a bad setting costs nothing

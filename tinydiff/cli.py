@@ -136,8 +136,11 @@ def _extend(args) -> None:
     from .registry import MODELS
     from .viz import check_output, read_video, save_video
 
-    if args.frames < 1:
-        raise InputError(f"--frames must be a positive number of new frames, got {args.frames}")
+    for name, value in (("--frames", args.frames), ("--steps", args.steps), ("--scale", args.scale)):
+        if value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value}")
+    if not args.fps > 0:
+        raise InputError(f"--fps must be positive, got {args.fps}")
     out = Path(args.output)
     if out.suffix.lower() not in (".gif", ".mp4", ".npy"):
         raise InputError(f"cannot write {out}: the output must end in .gif, .mp4 or .npy")
@@ -154,13 +157,20 @@ def _extend(args) -> None:
         raise InputError(f"--pretrained {args.pretrained} is not a moving-digits model; extend takes {motion}")
     video = read_video(args.video, pipe.cfg.size)  # (K, H, W) in [0, 1]
     if len(video) < MIN_KNOWN:
-        raise InputError(f"{args.video} holds {len(video)} frame; extending needs at least {MIN_KNOWN} to see the motion")
+        raise InputError(f"{args.video} holds {len(video)} frame(s); extending needs at least {MIN_KNOWN} to see "
+                         "the motion")
+    if args.context is not None and not 1 <= args.context < pipe.window:
+        raise InputError(f"--context must be 1 to {pipe.window - 1} frames, got {args.context}")
     new = pipe.predict(video[None], frames=args.frames, steps=args.steps, sampler=args.sampler, seed=args.seed,
                        context=args.context, progress=not args.quiet)
     whole = torch.cat([video[None], new], dim=1)
     if out.suffix.lower() == ".npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, whole[0].numpy())
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with open(out, "wb") as file:  # a file, not a name: np.save would add ".npy" to "OUT.NPY"
+                np.save(file, whole[0].numpy())
+        except OSError as error:
+            raise InputError(f"cannot write {out}: {error.strerror or error}") from None
     else:
         save_video(whole, out, fps=args.fps, scale=args.scale, hold_last=0)
     print(f"extended {len(video)} frames by {args.frames}; wrote {out} ({whole.shape[1]} frames)")

@@ -398,9 +398,10 @@ def digit_identity(frames: torch.Tensor, corners: torch.Tensor, labels: torch.Te
 def position_error(frames: torch.Tensor, corners: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
     """How far each digit is found from its true corner, in pixels: (N, T, D) float64.
 
-    A digit is found where its own image (digits: (N, D, 28, 28), in [0, 1]) correlates best with the
-    frame, over every placement inside it; the distance from there to the true corner (N, T, D, 2) is
-    the error. On the true frames it is 0 unless the other digit hides this one.
+    A digit is found at the placement inside the frame where the frame's 28 x 28 patch differs least from
+    the digit's own image (digits: (N, D, 28, 28), in [0, 1]; the smallest sum of squared differences, so
+    bold ink elsewhere does not outscore a faint digit where it is); the distance from there to the true
+    corner (N, T, D, 2) is the error. On the true frames it is 0 unless the other digit overlaps this one.
     """
     frames = _check(frames, "frames").double()
     corners = torch.as_tensor(corners).long()
@@ -411,11 +412,13 @@ def position_error(frames: torch.Tensor, corners: torch.Tensor, digits: torch.Te
     d = digits.shape[1]
     if corners.shape != (n, t, d, 2):
         raise InputError(f"corners must be shaped ({n}, {t}, {d}, 2), got {tuple(corners.shape)}")
+    # |patch - digit|^2 = |patch|^2 - 2 <patch, digit> + |digit|^2; the last term is the same at every placement.
     # One grouped convolution: each frame against its own video's digit, every placement -> (N D T, H-27, W-27).
-    scores = F.conv2d(frames[:, None].expand(n, d, t, h, w).reshape(1, n * d * t, h, w),
-                      digits[:, :, None].expand(n, d, t, SIZE, SIZE).reshape(n * d * t, 1, SIZE, SIZE),
-                      groups=n * d * t)[0]
-    places = scores.flatten(1).argmax(dim=1)
+    stacked = frames[:, None].expand(n, d, t, h, w).reshape(1, n * d * t, h, w)
+    correlation = F.conv2d(stacked, digits[:, :, None].expand(n, d, t, SIZE, SIZE).reshape(n * d * t, 1, SIZE, SIZE),
+                           groups=n * d * t)[0]
+    energy = F.conv2d(stacked.square(), torch.ones(n * d * t, 1, SIZE, SIZE, dtype=torch.float64), groups=n * d * t)[0]
+    places = (energy - 2 * correlation).flatten(1).argmin(dim=1)
     width = w - SIZE + 1
     found = torch.stack([places // width, places % width], dim=-1).view(n, d, t, 2).transpose(1, 2)
     return (found - corners).double().norm(dim=-1)

@@ -83,9 +83,11 @@ class ModelConfig:
             raise ConfigError(f"every width in channels {self.channels} must be divisible by attention_heads")
         if any(not 0 <= a < len(self.channels) for a in self.attention_levels):
             raise ConfigError(f"attention_levels {self.attention_levels} must lie in 0..{len(self.channels) - 1}")
-        if self.known_frames and (self.conditional or self.ink_distance):
-            raise ConfigError("known_frames replaces the finished-digit condition: set conditional and ink_distance "
-                              "to False")
+        if self.known_frames and (self.conditional or self.ink_distance or self.labels):
+            raise ConfigError("known_frames replaces the finished-digit condition and the label: set conditional, "
+                              "ink_distance and labels to False")
+        if self.known_frames and self.frames < 3:
+            raise ConfigError(f"known_frames needs at least 3 frames (a known start, a gap, a known end), got {self.frames}")
         if self.patch < 1 or self.size % (self.patch * 2 ** (len(self.channels) - 1)):
             raise ConfigError(f"size {self.size} cannot be cut into {self.patch}-pixel patches and halved "
                               f"{len(self.channels) - 1} times")

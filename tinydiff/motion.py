@@ -4,25 +4,28 @@ The network sees, beside x_t, the known frames (zero elsewhere) and a mask chann
 known), as in Video Diffusion Models and MCVD. Training draws a random mask for every video, so the same
 weights learn every task a mask can express: the future from k past frames, the frames between given
 ones, and a video from nothing (an all-zero mask, which is also the unconditional branch that
-classifier-free guidance pushes from). Chapter 3's image-to-video is one such mask too: the last frame known.
+classifier-free guidance pushes from). Chapter 3's image-to-video is the same idea for one known frame, the
+last (there the writer gets it in a channel of its own).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .errors import ConfigError
+
 # How training masks are drawn, after the share `cond_drop` with no frame known (TrainConfig):
 # "past", the first k frames known, k uniform in 1..T-1 (prediction); "ends", the first a and last b
 # frames known (interpolation over one gap); "random", each frame known with probability 1/2, at least one
 # unknown (scattered gaps). Shares of the conditioned videos.
-MASK_SHARES = {"past": 0.6, "ends": 0.2, "random": 0.2}
+MASK_SHARES = {"past": 0.6, "ends": 0.2, "random": 0.2}  # they add up to 1: "random" takes what the others leave
 
 
 def training_masks(n: int, frames: int, cond_drop: float, generator: torch.Generator,
                    device: torch.device | str = "cpu") -> torch.Tensor:
     """Random known-frame masks (n, frames) float32 in {0, 1} (1 = known), drawn as `MASK_SHARES` says."""
     if frames < 3:
-        raise ValueError("masked conditioning needs at least three frames (a known start, a gap, a known end)")
+        raise ConfigError("masked conditioning needs at least three frames (a known start, a gap, a known end)")
     kind = torch.rand(n, generator=generator, device=device)
     position = torch.arange(frames, device=device)[None]  # (1, T)
     k = torch.randint(1, frames, (n, 1), generator=generator, device=device)  # 1..T-1 known at the start

@@ -53,7 +53,7 @@ class MotionPipeline:
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
                         precision: str = "auto") -> "MotionPipeline":
-        payload, model, modes = load_trained(path, use_ema)
+        _, model, modes = load_trained(path, use_ema)
         return cls(model, device, precision, modes=modes)
 
     # -- checks ---------------------------------------------------------------------------------------
@@ -128,14 +128,21 @@ class MotionPipeline:
         n, t = frames.shape[0], frames.shape[2]
         if t != self.window:
             raise InputError(f"fill takes windows of {self.window} frames, got {t}; predict() and generate() take any length")
-        mask = torch.as_tensor(np.asarray(known.cpu() if isinstance(known, torch.Tensor) else known))
-        if mask.dim() == 1:
+        try:
+            mask = torch.as_tensor(np.asarray(known.cpu() if isinstance(known, torch.Tensor) else known, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise InputError(f"known must be {t} booleans (True where a frame is given), got {known!r:.60}") from None
+        if mask.dim() == 1 and len(mask) == t:
             mask = mask.expand(n, t)
-        if mask.shape != (n, t) or not (mask.dtype == torch.bool or ((mask == 0) | (mask == 1)).all()):
+        if mask.shape != (n, t):
             raise InputError(f"known must be {t} booleans (or one row of {t} per video), got shape {tuple(mask.shape)}")
-        mask = mask.float()
+        if not ((mask == 0) | (mask == 1)).all():
+            raise InputError("known must hold booleans (or 0 and 1): True where a frame is given")
+        if mask.bool().all(dim=1).any():
+            raise InputError("every frame is known: there is nothing to fill in")
         self._check_mode("frames" if mask.any() else "noise")
-        return to_frames(self._window(frames, mask, noise_generator(seed), steps, sampler, eta, guidance, progress))
+        return to_frames(self._window(frames, mask, noise_generator(seed), steps, sampler, eta, _guidance(guidance),
+                                      progress))
 
     def predict(self, past, frames: int = 10, steps: int = STEPS, sampler: str = "ddim", seed: int | None = None,
                 eta: float = 0.0, context: int | None = None, guidance: float = 1.0,
@@ -160,8 +167,8 @@ class MotionPipeline:
         if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context < self.window:
             raise InputError(f"context must be an integer from 1 to {self.window - 1}, got {context!r}")
         self._check_mode("frames")
-        return to_frames(self._extend(video, frames, context, noise_generator(seed), steps, sampler, eta, guidance,
-                                      progress))
+        return to_frames(self._extend(video, frames, context, noise_generator(seed), steps, sampler, eta,
+                                      _guidance(guidance), progress))
 
     def generate(self, n: int, frames: int | None = None, steps: int = STEPS, sampler: str = "ddim",
                  seed: int | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
@@ -170,13 +177,14 @@ class MotionPipeline:
         check_count(n)
         frames = self.window if frames is None else _check_frames(frames)
         self._check_mode("noise")
+        if frames > self.window:
+            self._check_mode("frames")
         generator = noise_generator(seed)
         size = self.cfg.size
         empty = torch.zeros(n, 1, self.window, size, size)
         first = self._window(empty, torch.zeros(n, self.window), generator, steps, sampler, eta, 1.0, progress)
         if frames <= self.window:
             return to_frames(first[:, :, :frames])
-        self._check_mode("frames")
         rest = self._extend(first, frames - self.window, self.window // 2, generator, steps, sampler, eta, 1.0, progress)
         return to_frames(torch.cat([first, rest], dim=2))
 
@@ -202,3 +210,9 @@ def _check_frames(frames) -> int:
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise InputError(f"frames must be a positive integer, got {frames!r}")
     return frames
+
+
+def _guidance(guidance) -> float:
+    if isinstance(guidance, bool) or not isinstance(guidance, (int, float)) or not np.isfinite(guidance):
+        raise InputError(f"guidance must be a number, got {guidance!r}")
+    return float(guidance)

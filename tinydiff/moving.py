@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from .data import SIZE, load_mnist
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 CANVAS = 64  # frames are CANVAS x CANVAS
 FREE = CANVAS - SIZE  # 36: a digit's top-left corner lives in [0, FREE] on both axes
 SPEED = 0.1 * FREE  # 3.6 px per frame
 DIGITS = 2  # digits per video
-# Sequences of one split come from a stream of their own: a numpy SeedSequence of (seed, split's tag).
+# `moving_digits` draws a split's sequences from a stream of their own: a numpy SeedSequence of (seed, the
+# split's tag). (Training draws each step's sequences from that step's seed: `MovingDigitsStream`.)
 SPLIT_STREAM = {"train": 0x7A1, "test": 0x7E5, "heldout": 0x4E1D}
 
 
@@ -132,6 +133,8 @@ class MovingDigitsStream:
     def __init__(self, split: str = "train", root=None, limit: int | None = None):
         digits, labels = load_mnist(split, root=root)
         self.digits, self.labels = (digits, labels) if limit is None else (digits[:limit], labels[:limit])
+        if len(self.labels) < DIGITS:
+            raise ConfigError(f"moving digits need at least {DIGITS} digits to draw from, got {len(self.labels)}")
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -253,7 +253,8 @@ def traced_shapes(cfg: ModelConfig, batch: int = 1) -> dict[str, tuple[int, ...]
 
     from .model import VideoUNet
 
-    model = VideoUNet(cfg).eval()
+    with torch.random.fork_rng():  # building draws initial weights: leave the caller's random stream alone
+        model = VideoUNet(cfg).eval()
     shapes, hooks = {}, []
 
     def keep(name: str, when: str = "out"):

@@ -87,11 +87,11 @@ MODELS: dict[str, Shipped] = {m.name: m for m in (
             Recipe("default", steps=2000, batch_size=64, lr=3e-3, cond_drop=0.2, label_share=0.4)),
     Shipped("motion", "motion", "moving digits at 64x64: predicts, fills gaps and generates, from any known frames",
             _MOTION),
-    # Its baselines for chapter 6 ("what does temporal modelling buy when things move?"), on a shorter budget.
+    # Its baselines for chapter 5 ("what does temporal modelling buy when things move?"), on a shorter budget.
     Shipped("motion-no-attention", "motion", "baseline: the motion network without temporal attention",
-            replace(_MOTION, preset="motion-no-attention", steps=500)),
+            replace(_MOTION, preset="motion-no-attention", steps=250)),
     Shipped("motion-per-frame", "motion", "baseline: the motion network without anything that mixes frames",
-            replace(_MOTION, preset="motion-per-frame", steps=500)),
+            replace(_MOTION, preset="motion-per-frame", steps=250)),
     Shipped("classifier", "classifier", "the digit classifier that judges every figure (python -m tinydiff.classifier)"),
 )}
 CLASSIFIER, CASCADE = "classifier", "cascade"
@@ -135,8 +135,8 @@ def record(name: str, sha256: str, path: str | Path | None = None, **facts) -> N
 
 
 def shipped_table(entries: dict | None = None) -> str:
-    """The "as shipped" table of RESULTS.md and README.md: each model's recipe and what the manifest records
-    (a test keeps the documents equal to it)."""
+    """The "as shipped" table of RESULTS.md: each model's recipe and what the manifest records (a test keeps
+    the document equal to it)."""
     entries = manifest() if entries is None else entries
     lines = ["| model | preset | steps x batch | lr | trained on (nothing / label / rest) | CPU minutes | parameters |",
              "| --- | --- | ---: | ---: | --- | ---: | ---: |"]
@@ -145,7 +145,7 @@ def shipped_table(entries: dict | None = None) -> str:
         if recipe is None:
             continue
         label = recipe.label_share or 0.0
-        rest = "frames" if recipe.preset.startswith("motion") else "finished digit"
+        rest = "frames" if model.kind == "motion" else "finished digit"
         modes = f"{recipe.cond_drop:g} / {label:g} / {1 - recipe.cond_drop - label:g} {rest}"
         minutes = f"{entry['train_minutes']:g}" if "train_minutes" in entry else "not recorded"
         parameters = f"{entry['parameters']:,}" if "parameters" in entry else ""

@@ -200,7 +200,8 @@ def guided(model, condition: torch.Tensor | None = None, guidance: float = 1.0,
     Convention: output = uncond + guidance (cond - uncond), where cond is the model given `condition`
     and `label` and uncond the model given neither. guidance = 1 is the plain conditional model, 0 the
     unconditional one, > 1 pushes further toward the condition. One batched forward pass computes
-    both branches. condition: (B, 1, H, W) in [-1, 1] or None; label: (B,) long (0-9) or None; at most
+    both branches. condition: the model's condition ((B, 1, H, W) finished digits in [-1, 1], or (B, 2, T, H, W)
+    known frames and their mask; zeros mean none) or None; label: (B,) long (0-9) or None; at most
     one of them, as in training, where a video gets its finished digit or its label, never both. With
     neither, the model is unconditional whatever the guidance.
     """

@@ -93,9 +93,9 @@ EXECUTION = ("out_dir", "data_root", "device", "precision", "threads", "checkpoi
 def recipe_changes(saved: dict, cfg: TrainConfig) -> list[str]:
     """The recipe settings in which `cfg` differs from a checkpoint's recorded training config, as
     "name saved -> new" (empty when they agree)."""
-    new = asdict(cfg)
-    return [f"{name} {saved.get(name)!r} -> {value!r}" for name, value in new.items()
-            if name not in (*EXECUTION, "steps") and saved.get(name) != value]
+    saved = {**asdict(TrainConfig()), **saved}  # a setting added since the checkpoint: it trained at the default
+    return [f"{name} {saved[name]!r} -> {value!r}" for name, value in asdict(cfg).items()
+            if name not in (*EXECUTION, "steps") and saved[name] != value]
 
 
 @dataclass
@@ -120,7 +120,8 @@ def conditioning_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> float:
 
 
 # The conditioning modes a model can be asked for, by what it trained on: a video from nothing ("noise", which
-# classifier-free guidance also pushes from), from a class label ("label"), from the finished digit ("image").
+# classifier-free guidance also pushes from), from a class label ("label"), from the finished digit ("image"),
+# from some of its frames ("frames", a moving-digits model).
 # Each with how a message names training on it, and asking for it.
 MODES = {"noise": ("videos from nothing", "a video from nothing (any digit)"),
          "label": ("videos from a class label", "a digit by its label"),
@@ -130,8 +131,8 @@ MODES = {"noise": ("videos from nothing", "a video from nothing (any digit)"),
 
 def mode_shares(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, float]:
     """The share of training videos in each conditioning mode (`MODES`), as `train` draws them: nothing below
-    cond_drop, the label alone up to cond_drop + label_share, the finished digit above; a model without a
-    condition trains those last ones from nothing."""
+    cond_drop, the label alone up to cond_drop + label_share, the finished digit above (known frames, for a
+    model with `known_frames`); a model without a condition trains those last ones from nothing."""
     label_share = conditioning_shares(cfg, model_cfg)
     rest = 1.0 - (cfg.cond_drop + label_share)
     if model_cfg.known_frames:

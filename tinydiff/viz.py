@@ -134,7 +134,7 @@ VIDEO_INPUTS = (".gif", ".mp4", ".npy")
 def read_video(path: str | os.PathLike, size: int) -> torch.Tensor:
     """One greyscale video from a GIF, an MP4 or a .npy file, as (T, size, size) float32 in [0, 1].
 
-    Frames are made grey (colour averaged by PIL's luma). Frames enlarged by an integer factor k (k size
+    Frames are made grey (PIL's luma: a weighted sum of red, green and blue). Frames enlarged by an integer factor k (k size
     pixels wide), or written by `save_video` (a 1-pixel border around each video, so (size + 2) k wide),
     are brought back to size x size by averaging each k x k block. A .npy holds (T, size, size) (or
     (1, T, size, size)) floats in [0, 1] or uint8 0..255. Anything else is a one-line InputError.
@@ -169,6 +169,8 @@ def read_video(path: str | os.PathLike, size: int) -> torch.Tensor:
         frames = frames[0]
     if frames.ndim != 3:
         raise InputError(f"{path}: expected frames shaped (T, H, W), got {frames.shape}")
+    if frames.size == 0:
+        raise InputError(f"{path}: the video holds no frames")
     if frames.dtype == np.uint8:
         video = torch.from_numpy(frames.astype(np.float32) / 255.0)
     elif np.issubdtype(frames.dtype, np.floating) or np.issubdtype(frames.dtype, np.integer):

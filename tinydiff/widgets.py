@@ -270,8 +270,8 @@ def live_predictor(pipe, videos, given: int = 10, frames: int = 10, steps: int =
 
     Args:
         pipe: a `MotionPipeline`.
-        videos: (N, T, H, W) true videos in [0, 1], T >= 10 + frames: the first frames are given, the
-            rest are the truth the prediction is shown above.
+        videos: (N, T, H, W) true videos in [0, 1], T > frames: up to 10 first frames (fewer when T is
+            shorter) can be given, and the truth after them is shown above the prediction.
         given, frames, steps, seed: the first settings (see `MotionPipeline.predict`).
     Returns:
         an ipywidgets VBox: the controls, a status line, and a GIF with the truth (top row) over the

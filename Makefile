@@ -40,7 +40,7 @@ demo: install
 # Retrain a shipped model with its recipe (declared once, in tinydiff/registry.py: `python -m tinydiff.ship list`
 # prints them), on 2 CPU threads in fp32; each resumes runs/NAME, exports the EMA weights into the package and
 # records their SHA-256, recipe and training minutes in tinydiff/weights/manifest.json. Minutes on 2 CPU cores:
-# writer 72, animator 66, digits-labelled 16, motion 75, its two baselines 10 together, ablation 80.
+# writer 72, animator 66, digits-labelled 16, motion 71, its two baselines 8 together, ablation 80.
 writer animator digits-labelled motion: install
 	$(PY) -m tinydiff.ship $@
 

@@ -16,6 +16,7 @@ import torch
 from .data import load_mnist
 from .errors import InputError
 from .metrics import digit_identity, frame_mae, frame_mse, frame_psnr, frame_ssim, position_error
+from .motion_pipeline import STEPS
 from .moving import MovingDigits, moving_digits
 
 GIVEN, PREDICTED = 10, 10  # the benchmark's task
@@ -101,7 +102,7 @@ def _row(name: str, parameters: str, s: dict, seconds: str = "") -> str:
 
 
 def bench_section(pipes: dict, classifier, sequences: int = 256, extension: int = 64, seeds: int = 3,
-                  steps: int = 10, root=None, progress: Callable[[str], None] = print) -> list[str]:
+                  steps: int = STEPS, root=None, progress: Callable[[str], None] = print) -> list[str]:
     """The moving-digits section of BENCHMARKS.md: 10 -> 10 prediction of `sequences` held-out sequences by
     each model in `pipes` (the first one over `seeds` sampling seeds), copy-last and the published rows;
     then extension of `extension` sequences to 100 frames by the first model against copy-last."""

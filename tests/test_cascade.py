@@ -112,6 +112,7 @@ def test_bad_stages_and_requests_raise_clear_errors():
 
 def test_the_shipped_cascade_is_the_shipped_digit_model_and_animator():
     from tinydiff.checkpoint import load_checkpoint, load_shipped
+    from tinydiff.model import ModelConfig
 
     cascade = tinydiff.pretrained("cascade", device="cpu")
     assert cascade.write.cfg == preset("default") and cascade.write.modes == {"image"}
@@ -121,7 +122,7 @@ def test_the_shipped_cascade_is_the_shipped_digit_model_and_animator():
     assert all(torch.equal(mine[k], animator[k]) for k in mine)
     assert not all(torch.equal(mine[k], writer[k]) for k in mine)
     assert cascade.draw.cfg == preset("digits-labelled") and cascade.draws_labels
-    assert load_shipped("digits-labelled", load_checkpoint)["model_config"] == preset("digits-labelled").to_dict()
+    assert ModelConfig.from_dict(load_shipped("digits-labelled", load_checkpoint)["model_config"]) == preset("digits-labelled")
     videos = cascade.generate(2, steps=2, seed=0)
     assert videos.shape == (2, 15, 28, 28)
 

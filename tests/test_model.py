@@ -72,7 +72,8 @@ def expected_parameters(cfg: ModelConfig) -> Counter:
         conv(last, last, 1)
     if cfg.labels:
         n["Embedding"] += (CLASSES + 1) * emb  # digits 0-9 and "no label"
-    planes = 1 + cfg.conditional * (1 + cfg.ink_distance) + 2 * cfg.coord_channels  # x_t, digit, distance, coords
+    # x_t, digit, distance, known frames and their mask, coordinates
+    planes = 1 + cfg.conditional * (1 + cfg.ink_distance) + 2 * cfg.known_frames + 2 * cfg.coord_channels
     dual(planes * cfg.patch**2, widths[0])  # stem
     for i, w in enumerate(widths):
         level(widths[max(i - 1, 0)], w, attends[i])  # down
@@ -88,8 +89,8 @@ def expected_parameters(cfg: ModelConfig) -> Counter:
 # Pinned, so that any change to the architecture or to a preset shows here. Each also equals the sum of
 # expected_parameters, checked below.
 PARAMETERS = {"tiny": 10_896, "default": 152_244, "per-frame": 114_420, "temporal-conv": 139_380, "digits": 442_724,
-              "digits-labelled": 444_132,
-              "original": 1_802_529}
+              "digits-labelled": 444_132, "motion": 1_508_176, "motion-no-attention": 1_353_744,
+              "motion-per-frame": 1_089_552, "original": 1_802_529}
 
 
 def dual_conv_parameters(c_in: int, c_out: int) -> int:
@@ -143,13 +144,22 @@ def test_parameter_counts_per_module_type(name):
     assert +found == expected_parameters(model.cfg)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(name for name, cfg in PRESETS.items() if not cfg.known_frames))
 def test_presets_build_and_keep_the_shape(name):
     model = VideoUNet(preset(name)).eval()
     x, t, c = inputs(2, 15, 28)
     with torch.no_grad():
         assert model(x, t, c).shape == (2, 1, 15, 28, 28)
         assert model(x, t, None).shape == (2, 1, 15, 28, 28)
+
+
+@pytest.mark.parametrize("name", sorted(name for name, cfg in PRESETS.items() if cfg.known_frames))
+def test_moving_digits_presets_take_known_frames_and_keep_the_shape(name):
+    model = VideoUNet(preset(name)).eval()
+    x, t = torch.randn(2, 1, 20, 64, 64), torch.randint(0, 1000, (2,))
+    known = torch.randn(2, 2, 20, 64, 64)  # the known frames and their mask
+    with torch.no_grad():
+        assert model(x, t, known).shape == model(x, t, None).shape == (2, 1, 20, 64, 64)
 
 
 def frame_influence(model: VideoUNet, frame: int = 2, t_len: int = 5) -> torch.Tensor:

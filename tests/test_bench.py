@@ -8,6 +8,7 @@ import torch
 from tinydiff import Cascade, Pipeline, VideoUNet, preset
 from tinydiff.bench import GPU_HEADING, GUIDANCE_TABLE, STEPS_TABLE, generation_rows, gpu_section
 from tinydiff.data import load_mnist
+from tinydiff.report import markdown_table
 
 
 def test_gpu_figures_survive_a_cpu_run(tmp_path):
@@ -33,17 +34,37 @@ def test_generation_rows_report_every_figure_and_both_tables():
     prior = torch.full((10,), 0.1, dtype=torch.float64)
     cascade = Cascade(Pipeline(VideoUNet(preset("digits-labelled", **tiny)), device="cpu", label_prior=prior), pipe)
     heldout = load_mnist("heldout")[0][:8]
-    rows, tables = generation_rows(pipe, cascade, n_uncond=4, per_digit=1, n_table=10, heldout=heldout, data_root=None,
-                                   steps_table=(("ddim", 2), ("dpm++2m", 3)))
-    figures = dict(rows)
-    for figure in ("real writing videos", "unconditional, 4 videos", "re-written", "by the cascade, 4 videos", "class-conditional, 1 per digit",
-                   "class-conditional by the cascade, 1 per digit", "digits 0-9", "memorised", "self-consistency"):
-        assert any(figure in name for name in figures)
-    real = next(value for name, value in figures.items() if name.startswith("real") and "identity" in name)
+    lines = generation_rows(pipe, cascade, n_uncond=4, per_digit=1, n_table=10, heldout=heldout, data_root=None,
+                            steps_table=(("ddim", 2), ("dpm++2m", 3)))
+    tables, table = [], None
+    for line in lines:
+        if line.startswith("| ") and "---" not in line:
+            cells = [cell.strip() for cell in line.strip("| ").split(" | ")]
+            if table is None:
+                table = {"header": cells, "rows": {}}
+                tables.append(table)
+            else:
+                table["rows"][cells[0]] = dict(zip(table["header"], cells))
+        elif not line.startswith("|"):
+            table = None
+    judged, per_digit, samplers, guidance = tables
+    assert list(judged["rows"]) == ["real writing videos", "writer, unconditional", "writer, unconditional, re-written",
+                                    "cascade, unconditional", "writer, class-conditional", "cascade, class-conditional",
+                                    "target"]
+    assert judged["rows"]["writer, unconditional"]["n"] == "4" and judged["rows"]["cascade, class-conditional"]["n"] == "10"
     # True writing videos are self-consistent and never lose ink by construction, and no held-out digit
     # is a training digit.
-    stable, consistent, vanishing, memorised = real.split(" / ")
-    assert (consistent, vanishing, memorised) == ("1.000", "0.00 %", "0.0 %")
-    names = [line.split(" | ")[0] for line in tables if line.startswith("| ") and "---" not in line]
-    assert names == ["| sampler", "| DDIM-2", "| DPM-Solver++(2M)-3", "| guidance"] + [f"| {g:g}" for g in GUIDANCE_TABLE]
+    real = judged["rows"]["real writing videos"]
+    assert (real["self-consistency"], real["vanishing ink"], real["memorised"]) == ("1.000", "0.00 %", "0.0 %")
+    assert per_digit["header"] == ["model", *map(str, range(10)), "lowest"]
+    assert list(per_digit["rows"]) == ["writer, class-conditional", "cascade, class-conditional", "target"]
+    assert list(samplers["rows"]) == ["DDIM-2", "DPM-Solver++(2M)-3"]
+    assert list(guidance["rows"]) == [f"{g:g}" for g in GUIDANCE_TABLE]
     assert STEPS_TABLE[0] == ("ddpm", None)
+
+
+def test_markdown_tables_align_text_left_and_figures_right():
+    assert markdown_table(["model", "MSE"], [["copy", "317.3"]]) == ["| model | MSE |", "| --- | ---: |",
+                                                                      "| copy | 317.3 |"]
+    with pytest.raises(ValueError):
+        markdown_table(["model", "MSE"], [["copy"]])

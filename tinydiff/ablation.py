@@ -33,6 +33,7 @@ from .metrics import (CONFIDENT, bootstrap_interval, flicker, frame_iou, identit
                       read_as_asked, self_consistency, vanishing_ink)
 from .pipeline import LABEL_GUIDANCE, Pipeline, pretrained
 from .registry import ABLATION, CLASSIFIER, MODELS, recorded_sha256
+from .report import markdown_table
 
 # What each model is asked for, and how it is sampled. Video i of a task uses seed (i // BATCH) * BATCH,
 # so the first k * BATCH videos of a longer run are exactly a shorter run's.
@@ -180,14 +181,15 @@ def summary(results: dict, task: str, columns=None, level: float = 0.95) -> str:
     unknown = [key for key in keys if key not in COLUMNS or key not in first]
     if unknown:
         raise InputError(f"no measure {unknown} for {task}; measured: {', '.join(first)}")
-    lines = ["| model | " + " | ".join(COLUMNS[key][0] for key in keys) + " |", "| --- |" + " ---: |" * len(keys)]
+    rows = []
     for name, model in results["models"].items():
         cells = []
         for key in keys:
             values, fmt = model[task][key], COLUMNS[key][1]
             low, high = bootstrap_interval(values, level)
             cells.append(f"{fmt.format(sum(values) / len(values))} [{fmt.format(low)}, {fmt.format(high)}]")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        rows.append([name, *cells])
+    lines = markdown_table(["model", *(COLUMNS[key][0] for key in keys)], rows)
     return "\n".join(lines)
 
 

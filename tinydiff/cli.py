@@ -177,9 +177,19 @@ def _extend(args) -> None:
 
 
 def _export(args) -> None:
+    if Path(args.output).suffix.lower() == ".onnx":
+        from .onnx_export import export_onnx, input_names, load_network
+
+        model = load_network(args.source)
+        export_onnx(model, args.output)
+        print(f"wrote {args.output} (ONNX; inputs {', '.join(input_names(model.cfg))}; output prediction)")
+        return
     from .checkpoint import export_weights
 
-    digest = export_weights(args.checkpoint, args.output)
+    if not Path(args.source).is_file():
+        raise InputError(f"{args.source} is not a checkpoint file (a shipped model's weights are already exported; "
+                         "to write one as ONNX, give an output ending in .onnx)")
+    digest = export_weights(args.source, args.output)
     print(f"wrote {args.output} (sha256 {digest})")
 
 
@@ -309,10 +319,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_extend)
 
-    p = sub.add_parser("export", help="keep only what inference needs (EMA weights + config) from a checkpoint",
-                       description="Write a small inference checkpoint (the EMA weights and both configurations).")
-    p.add_argument("checkpoint", help="a checkpoint written by `tinydiff train`")
-    p.add_argument("output", help="the file to write")
+    p = sub.add_parser("export", help="a checkpoint's inference weights, or a network as an ONNX graph (OUT.onnx)",
+                       description="Write a small inference checkpoint (the EMA weights and both configurations) "
+                                   "from a training checkpoint; or, when OUTPUT ends in .onnx, a network (shipped or "
+                                   "from a checkpoint) as an ONNX graph with inputs x, t and, where the network takes "
+                                   "them, condition and label (see tinydiff.onnx_export).")
+    p.add_argument("source", metavar="NAME_OR_CHECKPOINT",
+                   help="a checkpoint written by `tinydiff train`; for an .onnx output, also a shipped network's name")
+    p.add_argument("output", help="the file to write (.onnx: an ONNX graph)")
     p.set_defaults(run=_export)
 
     p = sub.add_parser("bench", help="measure speed and quality; writes BENCHMARKS.md", add_help=False,

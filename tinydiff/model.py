@@ -412,7 +412,9 @@ class VideoUNet(nn.Module):
                          else condition.to(x.dtype))
         if self.cfg.coord_channels:
             rows = torch.linspace(1, -1, h, dtype=x.dtype, device=x.device).view(1, 1, 1, h, 1)
-            frame = torch.linspace(-1, 1, t, dtype=x.dtype, device=x.device).view(1, 1, t, 1, 1)
+            # torch.linspace(-1, 1, 1) is [-1]; spelled out for one frame, as ONNX's linspace divides by t - 1
+            frame = (torch.linspace(-1, 1, t, dtype=x.dtype, device=x.device) if t > 1 else
+                     torch.full((1,), -1.0, dtype=x.dtype, device=x.device)).view(1, 1, t, 1, 1)
             parts += [rows.expand(b, 1, t, h, w), frame.expand(b, 1, t, h, w)]
         return torch.cat(parts, dim=1)  # (B, C_in, T, H, W)
 

@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import ConfigError
+from .report import markdown_table
 
 MANIFEST = "manifest.json"  # in tinydiff/weights/, beside the weights it describes
 
@@ -138,17 +139,17 @@ def shipped_table(entries: dict | None = None) -> str:
     """The "as shipped" table of RESULTS.md: each model's recipe and what the manifest records (a test keeps
     the document equal to it)."""
     entries = manifest() if entries is None else entries
-    lines = ["| model | preset | steps x batch | lr | trained on (nothing / label / rest) | CPU minutes | parameters |",
-             "| --- | --- | ---: | ---: | --- | ---: | ---: |"]
+    rows = []
     for name, model in MODELS.items():
         recipe, entry = model.recipe, entries.get(name, {})
         if recipe is None:
             continue
         label = recipe.label_share or 0.0
         rest = "frames" if model.kind == "motion" else "finished digit"
-        modes = f"{recipe.cond_drop:g} / {label:g} / {1 - recipe.cond_drop - label:g} {rest}"
-        minutes = f"{entry['train_minutes']:g}" if "train_minutes" in entry else "not recorded"
-        parameters = f"{entry['parameters']:,}" if "parameters" in entry else ""
-        lines.append(f"| {name} | {recipe.preset} | {recipe.steps:,} x {recipe.batch_size} | {recipe.lr:g} | {modes} "
-                     f"| {minutes} | {parameters} |")
+        rows.append([name, recipe.preset, f"{recipe.steps:,} x {recipe.batch_size}", f"{recipe.lr:g}",
+                     f"{recipe.cond_drop:g} / {label:g} / {1 - recipe.cond_drop - label:g} {rest}",
+                     f"{entry['train_minutes']:g}" if "train_minutes" in entry else "not recorded",
+                     f"{entry['parameters']:,}" if "parameters" in entry else ""])
+    lines = markdown_table(["model", "preset", "steps x batch", "lr", "trained on (nothing / label / rest)",
+                            "CPU minutes", "parameters"], rows, "llrrlrr")
     return "\n".join(lines)

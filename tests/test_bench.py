@@ -47,14 +47,14 @@ def test_generation_rows_report_every_figure_and_both_tables():
                 table["rows"][cells[0]] = dict(zip(table["header"], cells))
         elif not line.startswith("|"):
             table = None
-    judged, per_digit, samplers, guidance = tables
-    assert list(judged["rows"]) == ["real writing videos", "writer, unconditional", "writer, unconditional, re-written",
-                                    "cascade, unconditional", "writer, class-conditional", "cascade, class-conditional",
-                                    "target"]
-    assert judged["rows"]["writer, unconditional"]["n"] == "4" and judged["rows"]["cascade, class-conditional"]["n"] == "10"
+    read, held, per_digit, samplers, guidance = tables
+    rows = ["real writing videos", "writer, unconditional", "writer, unconditional, re-written", "cascade, unconditional",
+            "writer, class-conditional", "cascade, class-conditional", "target"]
+    assert list(read["rows"]) == rows and list(held["rows"]) == rows
+    assert read["rows"]["writer, unconditional"]["n"] == "4" and read["rows"]["cascade, class-conditional"]["n"] == "10"
     # True writing videos are self-consistent and never lose ink by construction, and no held-out digit
     # is a training digit.
-    real = judged["rows"]["real writing videos"]
+    real = held["rows"]["real writing videos"]
     assert (real["self-consistency"], real["vanishing ink"], real["memorised"]) == ("1.000", "0.00 %", "0.0 %")
     assert per_digit["header"] == ["model", *map(str, range(10)), "lowest"]
     assert list(per_digit["rows"]) == ["writer, class-conditional", "cascade, class-conditional", "target"]

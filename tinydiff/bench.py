@@ -152,11 +152,13 @@ def rewritten(pipe: Pipeline, videos: torch.Tensor, batch: int = 50) -> torch.Te
 # The course's targets (issue 11), printed beside what the bench measures; a blank target marks a row that is
 # there for comparison.
 TARGETS = {"speed ratio": ">= 10x", "speed-up": ">= 10x", "from scratch": "<= 20 min",
-           "image-to-video": ">= 0.891 (aim 0.95)", "read": ">= 0.85", "read as asked": ">= 0.97 every digit",
+           "image-to-video": ">= 0.891 (aim 0.95)", "read": ">= 0.85", "read as asked": ">= 0.97",
            "entropy": ">= 2.2", "classes": "10", "identity stable": ">= 0.95", "self-consistency": ">= 0.90",
            "vanishing ink": "<= 0.5 %", "memorised": "<= 5 %"}
-GENERATION_HEADER = ["videos", "how", "n", "read (p >= {confident})", "entropy (nats)", "classes",
-                     "identity stable", "self-consistency", "vanishing ink", "memorised", "seconds"]
+# Generation from noise is reported in two tables of the same rows: what the classifier reads, and how the
+# videos hold together.
+READ_HEADER = ["videos", "sampling", "n", "read (p >= {confident})", "entropy (nats)", "classes (of 10)", "seconds"]
+VIDEO_HEADER = ["the same videos", "identity stable", "self-consistency", "vanishing ink", "memorised"]
 
 
 def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: int, n_table: int,
@@ -166,44 +168,49 @@ def generation_rows(pipe: Pipeline, cascade: Cascade, n_uncond: int, per_digit: 
     per digit; and quality against the sampler and its steps, and against guidance."""
     classifier = pretrained_classifier()
     training_digits = load_mnist("train", root=data_root)[0]
-    judged, per_digit_rows = [], []
+    read_rows, video_rows, per_digit_rows = [], [], []
 
-    def judge(name: str, how: str, videos: torch.Tensor, seconds: float | None, asked=None) -> None:
+    def judge(name: str, sampling: str, videos: torch.Tensor, seconds: float | None, asked=None) -> None:
         r = generation_report(videos, classifier, training_digits, asked=asked)
-        judged.append([name, how, str(r["videos"]), f"{r['confident_share']:.3f}", f"{r['entropy']:.2f}",
-                       f"{r['classes']} of 10", f"{r['identity_stability']:.3f}", f"{r['self_consistency']:.3f}",
-                       f"{100 * r['vanishing_ink']:.2f} %", f"{100 * r['memorised_share']:.1f} %",
-                       "" if seconds is None else f"{seconds:.0f}"])
+        read_rows.append([name, sampling, str(r["videos"]), f"{r['confident_share']:.3f}", f"{r['entropy']:.2f}",
+                          str(r["classes"]), "" if seconds is None else f"{seconds:.0f}"])
+        video_rows.append([name, f"{r['identity_stability']:.3f}", f"{r['self_consistency']:.3f}",
+                           f"{100 * r['vanishing_ink']:.2f} %", f"{100 * r['memorised_share']:.1f} %"])
         if asked is not None:
             per_digit_rows.append([name, *(f"{h:.2f}" for h in r["per_digit"]), f"{min(r['per_digit']):.2f}"])
 
-    judge("real writing videos", "held-out digits", writing_videos(heldout.numpy()), None)
+    then = f"then DDIM-{cascade.write_steps}"
+    judge("real writing videos", "", writing_videos(heldout.numpy()), None)
     videos, seconds = generated(pipe, n_uncond, steps=50)
     judge("writer, unconditional", "DDIM-50", videos, seconds)
-    judge("writer, unconditional, re-written", "its last frames animated, DDIM-10", rewritten(pipe, videos), None)
+    judge("writer, unconditional, re-written", "DDIM-10", rewritten(pipe, videos), None)
     videos, seconds = generated(cascade, n_uncond, steps=50)
-    drawn = "label drawn from the training frequencies, guidance 1, " if cascade.draws_labels else ""
-    judge("cascade, unconditional", f"{drawn}DDIM-50, then DDIM-{cascade.write_steps}", videos, seconds)
+    judge("cascade, unconditional", f"DDIM-50, {then}", videos, seconds)
     asked = torch.arange(10).repeat_interleave(per_digit)
-    for name, model, how in (("writer", pipe, f"DDIM-{CONDITIONAL_STEPS}"),
-                             ("cascade", cascade, f"DDIM-{CONDITIONAL_STEPS}, then DDIM-{cascade.write_steps}")):
+    for name, model, sampling in (("writer", pipe, f"DDIM-{CONDITIONAL_STEPS}"),
+                                  ("cascade", cascade, f"DDIM-{CONDITIONAL_STEPS}, {then}")):
         videos, seconds = generated(model, len(asked), asked.tolist(), steps=CONDITIONAL_STEPS)
-        judge(f"{name}, class-conditional", f"guidance {LABEL_GUIDANCE:g}, {how}", videos, seconds, asked)
-    judged.append(["target", "", "", f"{TARGETS['read']}; asked: {TARGETS['read as asked']}", TARGETS["entropy"],
-                   TARGETS["classes"], TARGETS["identity stable"], TARGETS["self-consistency"], TARGETS["vanishing ink"],
-                   TARGETS["memorised"], ""])
-    per_digit_rows.append(["target", *[""] * 10, TARGETS["read as asked"].split(" every")[0]])
+        judge(f"{name}, class-conditional", sampling, videos, seconds, asked)
+    read_rows.append(["target", "", "", f"{TARGETS['read']} (asked: {TARGETS['read as asked']})", TARGETS["entropy"],
+                      TARGETS["classes"], ""])
+    video_rows.append(["target", TARGETS["identity stable"], TARGETS["self-consistency"], TARGETS["vanishing ink"],
+                       TARGETS["memorised"]])
+    per_digit_rows.append(["target", *[""] * 10, TARGETS["read as asked"]])
 
-    header = [column.format(confident=CONFIDENT) for column in GENERATION_HEADER]
+    drawn = (" Asked for any digit, the cascade draws a label from the training frequencies, then its digit at "
+             "guidance 1." if cascade.draws_labels else "")
     lines = ["## Generation from noise", "",
              f"Each video's last frame judged by the shipped digit classifier: **read**, the share it reads with "
              f"p >= {CONFIDENT} (as the asked digit, for class-conditional videos); **entropy** and **classes** of the "
              "labels read; **identity stable**, frames 10-15 read like the last; **self-consistency**, the frame IoU "
              "with the writing video of the video's own last frame; **vanishing ink**, the share of ink pixels "
-             "gone in the next frame; "
-             f"**memorised**, last frames with IoU >= {MEMORISED} to a training digit. Class-conditional rows ask "
-             f"for each digit {per_digit} times; seconds are the sampling's wall time.", "",
-             *markdown_table(header, judged, "ll" + "r" * 9), "",
+             f"gone in the next frame; **memorised**, last frames with IoU >= {MEMORISED} to a training digit. "
+             f"Real writing videos are of the held-out digits, for scale. The re-written videos are the writer's "
+             f"unconditional last frames animated again by image-to-video. Class-conditional rows ask for each digit "
+             f"{per_digit} times at guidance {LABEL_GUIDANCE:g}; the cascade's second number is its writing stage's "
+             f"steps.{drawn} Seconds are the sampling's wall time.", "",
+             *markdown_table([column.format(confident=CONFIDENT) for column in READ_HEADER], read_rows, "llrrrrr"), "",
+             *markdown_table(VIDEO_HEADER, video_rows), "",
              "Read as the asked digit, per digit:", "",
              *markdown_table(["model", *map(str, range(10)), "lowest"], per_digit_rows), ""]
 

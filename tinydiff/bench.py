@@ -317,19 +317,16 @@ COUNTS = (
 )
 
 
-def image_to_video_rows(models: dict[str, Pipeline], settings: dict[str, tuple], digits: torch.Tensor,
+def image_to_video_rows(runs: list[tuple[str, Pipeline, str, int, dict]], digits: torch.Tensor,
                         truth: torch.Tensor) -> list[list[str]]:
-    """Rows of the image-to-video table: each model animates the first n digits with each sampler
-    setting {name: (models, n, sampling keywords)}."""
+    """Rows of the image-to-video table: for each run (model name, pipeline, sampler name, n, sampling
+    keywords), the pipeline animates the first n digits."""
     rows = []
-    for name, pipe in models.items():
-        for sampler, (only, n, sampling) in settings.items():
-            if name not in only:
-                continue
-            r = evaluate(pipe, digits[:n], truth[:n], **sampling)
-            print(f"  {name} {sampler}: {r}", flush=True)
-            rows.append([name, sampler, str(n), f"{r['iou']:.3f}", f"{100 * r['vanish']:.2f} %", f"{r['last']:.3f}",
-                         f"{r['seconds']:.0f}"])
+    for name, pipe, sampler, n, sampling in runs:
+        r = evaluate(pipe, digits[:n], truth[:n], **sampling)
+        print(f"  {name} {sampler}: {r}", flush=True)
+        rows.append([name, sampler, str(n), f"{r['iou']:.3f}", f"{100 * r['vanish']:.2f} %", f"{r['last']:.3f}",
+                     f"{r['seconds']:.0f}"])
     return rows
 
 
@@ -389,11 +386,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print("image-to-video quality ...", flush=True)
         cascade = pretrained(CASCADE, device=device, precision=args.precision)
-        both = ("writer", "animator")
-        i2v_rows = image_to_video_rows({"writer": pipe, "animator": cascade.write},
-                                       {"DDIM-10": (both, n_ddim10, dict(steps=10)),
-                                        "DDIM-50": (both, n_ddim50, dict(steps=50)),
-                                        "DDPM-1000": (("writer",), n_ddpm, dict(sampler="ddpm"))}, digits, truth)
+        animator = cascade.write
+        i2v_rows = image_to_video_rows([("writer", pipe, "DDIM-10", n_ddim10, dict(steps=10)),
+                                        ("writer", pipe, "DDIM-50", n_ddim50, dict(steps=50)),
+                                        ("writer", pipe, "DDPM-1000", n_ddpm, dict(sampler="ddpm")),
+                                        ("animator", animator, "DDIM-10", n_ddim10, dict(steps=10)),
+                                        ("animator", animator, "DDIM-50", n_ddim50, dict(steps=50))], digits, truth)
         i2v_rows.append(["target", "DDIM-10", str(n_ddim10), TARGETS["image-to-video"], "", "", ""])
 
         print("generation from noise, judged by the digit classifier ...", flush=True)

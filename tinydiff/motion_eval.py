@@ -160,7 +160,7 @@ def bench_section(pipes: dict, classifier, sequences: int = 256, extension: int 
             *markdown_table(["method", "parameters", "MSE", "MAE", "SSIM", "PSNR (dB)", "identity (of truth's)",
                              "position error (px)", "seconds"], rows), "",
             f"Extension: {extension} held-out sequences (seed 1), {GIVEN} frames given, {EXTENSION - GIVEN} predicted "
-            f"by {main} window by window (each conditioned on the last {pipe.window // 2} frames), per block of 10 "
+            f"by {main} window by window (each conditioned on the last {pipe.context} frames), per block of 10 "
             "frames.", "",
             *markdown_table(["frames", "MSE, model", "MSE, copy last", "SSIM, model", "SSIM, copy last",
                              "identity (of truth's), model"], blocks), ""]

@@ -50,6 +50,11 @@ class MotionPipeline:
         """Frames the network sees at once."""
         return self.cfg.frames
 
+    @property
+    def context(self) -> int:
+        """Frames each new window is conditioned on by default: half the window (10 of 20)."""
+        return self.window // 2
+
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device=None, use_ema: bool = True,
                         precision: str = "auto") -> "MotionPipeline":
@@ -163,7 +168,7 @@ class MotionPipeline:
         """
         video = self._frames(past, "past")
         _check_frames(frames)
-        context = self.window // 2 if context is None else context
+        context = self.context if context is None else context
         if isinstance(context, bool) or not isinstance(context, int) or not 1 <= context < self.window:
             raise InputError(f"context must be an integer from 1 to {self.window - 1}, got {context!r}")
         self._check_mode("frames")
@@ -185,7 +190,7 @@ class MotionPipeline:
         first = self._window(empty, torch.zeros(n, self.window), generator, steps, sampler, eta, 1.0, progress)
         if frames <= self.window:
             return to_frames(first[:, :, :frames])
-        rest = self._extend(first, frames - self.window, self.window // 2, generator, steps, sampler, eta, 1.0, progress)
+        rest = self._extend(first, frames - self.window, self.context, generator, steps, sampler, eta, 1.0, progress)
         return to_frames(torch.cat([first, rest], dim=2))
 
     def _extend(self, video: torch.Tensor, frames: int, context: int, generator: torch.Generator, steps: int,

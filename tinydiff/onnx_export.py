@@ -21,8 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .checkpoint import load_shipped
 from .errors import ConfigError, InputError
 from .model import NO_LABEL, ModelConfig, VideoUNet
+from .registry import MODELS
+from .train import load_trained
 
 OPSET = 18  # run by onnxruntime 1.32 and by onnxruntime-web 1.31 (WebAssembly) alike
 
@@ -51,10 +54,6 @@ def example_inputs(cfg: ModelConfig, batch: int = 2, seed: int = 0) -> dict[str,
 
 def load_network(source: str | os.PathLike) -> VideoUNet:
     """A shipped network by name (its file verified against the manifest), or a checkpoint's EMA network."""
-    from .checkpoint import load_shipped
-    from .registry import MODELS
-    from .train import load_trained
-
     name = str(source)
     if name in MODELS:
         model = MODELS[name]

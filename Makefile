@@ -23,10 +23,12 @@ run: install
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # Every test: the unit tests, the notebooks re-executed and compared with their committed outputs
-# (nbval: a cell that raises, or prints anything else, fails), and the book build (warnings are errors).
+# (nbval: a cell that raises, or prints anything else, fails), the book build (warnings are errors), then
+# the built pages and their live widgets in headless Chromium (tests/book).
 test: install
-	$(PY) -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+	$(PY) -m pytest tests notebooks --ignore=tests/book --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 	$(VENV)/bin/jupyter-book build . -W --keep-going
+	$(PY) -m pytest tests/book
 
 # The notebooks in JupyterLab, to run and change them.
 lab: install

@@ -2,6 +2,7 @@
 
 import io
 import math
+import re
 
 import numpy as np
 import pytest
@@ -41,6 +42,15 @@ def test_player_embeds_every_picture():
     assert html.count("data:image/png;base64") == 3 and "<input" in html
     with pytest.raises(InputError):
         player([])
+
+
+def test_player_needs_no_network_for_its_buttons():
+    html = player([np.zeros((4, 6)), np.ones((4, 6))], ["a", "b"]).data
+    assert "https://" not in html and "font-awesome" not in html and 'class="fa' not in html
+    buttons = re.findall(r'<button title="([^"]+)"[^>]*>\s*([^<]+?)\s*</button>', html)
+    assert dict(buttons) == {"Decrease speed": "\u2212", "First frame": "\u00ab", "Previous frame": "\u2039",
+                             "Play backwards": "\u25c0", "Pause": "\u275a\u275a", "Play": "\u25b6",
+                             "Next frame": "\u203a", "Last frame": "\u00bb", "Increase speed": "+"}
 
 
 def test_figures_build():

@@ -11,7 +11,7 @@ import torch
 
 from tinydiff import CheckpointError, ConfigError, NoiseSchedule, Pipeline, VideoUNet, preset
 from tinydiff.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
-from tinydiff.train import TrainConfig, learning_rate, loss_weights, train, update_ema
+from tinydiff.train import TrainConfig, draw_timesteps, learning_rate, loss_weights, train, update_ema
 
 from .conftest import synthetic_digits
 
@@ -263,3 +263,22 @@ def test_trained_modes_follow_the_shares_of_training(shares, model, modes):
     from tinydiff.train import trained_modes
 
     assert trained_modes({"steps": 10, **shares}, preset("tiny", **model)) == modes
+
+
+def test_timesteps_are_uniform_at_power_one_and_follow_the_power_law_above():
+    from scipy.stats import kstest
+
+    uniform = draw_timesteps(4096, 1000, 1.0, torch.Generator().manual_seed(0), "cpu")
+    # power 1 is the draw every shipped recipe trained with: torch.randint, bit for bit
+    assert torch.equal(uniform, torch.randint(0, 1000, (4096,), generator=torch.Generator().manual_seed(0)))
+    high = draw_timesteps(20000, 1000, 3.0, torch.Generator().manual_seed(1), "cpu")
+    assert high.min() >= 0 and high.max() <= 999
+    # P(t <= k) = P(u <= ((k + 1) / T)^p): the continuous law (x / T)^3, sampled at integers
+    assert kstest((high.double() + 0.5).numpy(), lambda x: (x / 1000) ** 3).pvalue > 1e-3
+    assert (high >= 500).double().mean().item() == pytest.approx(1 - 0.5**3, abs=0.01)
+
+
+@pytest.mark.parametrize("power", [0, -1, float("inf"), float("nan"), True, "3"])
+def test_a_bad_timestep_power_is_refused(power):
+    with pytest.raises(ConfigError, match="timestep_power must be a positive number"):
+        TrainConfig(timestep_power=power)

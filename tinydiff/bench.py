@@ -37,6 +37,7 @@ from .pipeline import LABEL_GUIDANCE, Pipeline, pretrained
 from .registry import CASCADE, MODELS
 from .report import markdown_table
 from .train import TrainConfig, train
+from .web import WEB_HEADING
 
 
 def training_throughput(name: str, workdir: Path, data_root, batch_size: int, steps: int, device: str = "auto",
@@ -261,14 +262,21 @@ def motion_section(args, device: str) -> list[str]:
                          progress=lambda line: print(line, flush=True))
 
 
-def _motion_only(args, device: str) -> int:
-    """Re-measure the moving-digits section of an existing report, keeping every other section as it is."""
-    path = Path(args.out)
+def web_section() -> list[str]:
+    """The live widgets in headless Chromium (`tinydiff.web.bench_section`)."""
+    from .web import bench_section
+
+    print("in the browser ...", flush=True)
+    return bench_section(progress=lambda line: print(line, flush=True))
+
+
+def _replace_section(path: Path, heading: str, lines: list[str]) -> int:
+    """Re-measure one section of an existing report, keeping every other section as it is."""
     text = path.read_text() if path.is_file() else "# Benchmarks\n\n"
-    section = "\n".join(motion_section(args, device)) + "\n"
-    if MOTION_HEADING in text:
-        start = text.index(MOTION_HEADING)
-        end = text.find("\n## ", start + len(MOTION_HEADING))
+    section = "\n".join(lines) + "\n"
+    if heading in text:
+        start = text.index(heading)
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
     elif GPU_HEADING in text:
         text = text.replace(GPU_HEADING, section + "\n" + GPU_HEADING, 1)
@@ -343,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-from-scratch", action="store_true", help="skip the from-scratch training run")
     parser.add_argument("--motion-only", action="store_true",
                         help="measure the moving-digits models alone and replace only their section of the report")
+    parser.add_argument("--web-only", action="store_true",
+                        help="measure the book's live widgets in headless Chromium alone and replace only their section")
     args = parser.parse_args(argv)
 
     device = str(resolve_device(args.device))  # checked before any work: a bad setting costs nothing
@@ -355,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError(f"--table-videos must be a multiple of 10 (the same number of each digit), got {args.table_videos}")
     quick = args.quick
     if args.motion_only:
-        return _motion_only(args, device)
+        return _replace_section(Path(args.out), MOTION_HEADING, motion_section(args, device))
+    if args.web_only:
+        return _replace_section(Path(args.out), WEB_HEADING, web_section())
     heldout, _ = load_mnist("heldout", root=args.data_root)
     n_ddim10 = min(args.ddim10_digits or len(heldout), len(heldout))
     n_ddim50, n_ddpm, n_curve = (32, 2, 16) if quick else (args.ddim50_digits, args.ddpm_digits, args.curve_digits)
@@ -428,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
                               i2v_rows, "llrrrrr"), ""]
     lines += generation
     lines += motion_section(args, device)
+    lines += web_section()
     report = "\n".join(lines) + "\n" + gpu_section(Path(args.out))
     Path(args.out).write_text(report)
     print(report)

@@ -21,7 +21,8 @@ def _train(args) -> None:
                       seed=args.seed, checkpoint_every=args.checkpoint_every, data_root=args.data_root,
                       train_limit=args.train_limit, device=args.device, precision=args.precision,
                       threads=args.threads, cond_drop=args.cond_drop, label_share=args.label_share,
-                      ema_decay=args.ema_decay, loss_weighting=args.loss_weighting)
+                      ema_decay=args.ema_decay, loss_weighting=args.loss_weighting,
+                      timestep_power=args.timestep_power)
     result = train(model_cfg, cfg, resume=not args.no_resume, progress=not args.quiet, force_resume=args.force_resume)
     if result.losses and os.environ.get("RANK", "0") == "0":
         print(f"trained to step {len(result.losses)}; last loss {result.losses[-1]:.4f}; "
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prediction", choices=PREDICTIONS, help="override the preset's prediction target")
     p.add_argument("--schedule", choices=("linear", "cosine"), help="override the preset's noise schedule")
     p.add_argument("--loss-weighting", choices=("uniform", "min-snr"), default="uniform")
+    p.add_argument("--timestep-power", type=float, default=defaults.timestep_power,
+                   help="draw training timesteps as T u^(1/p): 1 is uniform, above 1 favours the noisier levels "
+                        f"(default: {defaults.timestep_power:g})")
     p.add_argument("--cond-drop", type=float, default=defaults.cond_drop,
                    help=f"probability of training a video without any condition (default: {defaults.cond_drop})")
     p.add_argument("--label-share", type=float,

@@ -6,6 +6,8 @@ of the static book can scrub timesteps too. The live ipywidgets versions are in 
 
 from __future__ import annotations
 
+import re
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -126,9 +128,23 @@ def player(frames, titles=None, fps: float = 4.0, vmin: float = 0.0, vmax: float
         return image, title
 
     movie = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=False)
-    html = movie.to_jshtml(fps=fps, default_mode="once")
+    html = offline_buttons(movie.to_jshtml(fps=fps, default_mode="once"))
     plt.close(fig)
     return HTML(html)
+
+
+# matplotlib's player draws its buttons with Font Awesome 4, linked from a CDN: offline (the book opened from
+# disk, a notebook without internet) they would be blank and the page would log a failed load. Plain
+# characters draw them anywhere.
+_BUTTON_GLYPHS = {"fa-minus": "\u2212", "fa-fast-backward": "\u00ab", "fa-step-backward": "\u2039",
+                  "fa-play fa-flip-horizontal": "\u25c0", "fa-pause": "\u275a\u275a", "fa-play": "\u25b6",
+                  "fa-step-forward": "\u203a", "fa-fast-forward": "\u00bb", "fa-plus": "+"}
+
+
+def offline_buttons(html: str) -> str:
+    """A `to_jshtml` player without its CDN stylesheet, its button icons as plain characters."""
+    html = re.sub(r'<link rel="stylesheet"\s+href="https://[^"]*font-awesome[^"]*">\n?', "", html)
+    return re.sub(r'<i class="fa ([a-z -]+)"></i>', lambda m: _BUTTON_GLYPHS[m.group(1)], html)
 
 
 def noised(video, schedule: NoiseSchedule, timesteps, seed: int = 0) -> torch.Tensor:

@@ -36,6 +36,7 @@ class Recipe:
     label_share: float | None = None
     seed: int = 0
     checkpoint_every: int = 200
+    timestep_power: float = 1.0
 
     def train_settings(self) -> dict:
         """The TrainConfig fields this recipe sets (everything but the preset)."""

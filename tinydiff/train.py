@@ -56,6 +56,10 @@ class TrainConfig:
     cond_drop: float = 0.2  # probability of training a sample without any condition
     label_share: float | None = None  # probability of a sample with its label alone; None: LABEL_SHARE with labels, else 0
     loss_weighting: str = "uniform"  # "uniform" or "min-snr" (Hang et al. 2023, gamma = 5)
+    # Timesteps are drawn as floor(T u^(1/p)), u uniform in [0, 1): density proportional to t^(p-1). 1 is the
+    # uniform draw; above 1, noisier levels more often, where a prediction from the known frames is made
+    # (RESULTS.md, "Moving digits").
+    timestep_power: float = 1.0
     seed: int = 0
     checkpoint_every: int = 250  # steps between checkpoints (and one at the end)
     data_root: str | None = None  # MNIST root; None: $TINYDIFF_DATA or the per-user cache
@@ -77,6 +81,9 @@ class TrainConfig:
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must lie in [0, 1], got {value!r}")
         check_precision(self.precision)
+        if isinstance(self.timestep_power, bool) or not (isinstance(self.timestep_power, (int, float))
+                                                         and 0 < self.timestep_power < math.inf):
+            raise ConfigError(f"timestep_power must be a positive number, got {self.timestep_power!r}")
         if self.loss_weighting not in ("uniform", "min-snr"):
             raise ConfigError(f"loss_weighting must be 'uniform' or 'min-snr', got {self.loss_weighting!r}")
 
@@ -178,6 +185,15 @@ def loss_weights(schedule: NoiseSchedule, prediction: str, weighting: str, t: to
     clipped = snr.clamp(max=5.0)
     per_target = {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}
     return per_target[prediction].float()
+
+
+def draw_timesteps(n: int, num_timesteps: int, power: float, generator: torch.Generator,
+                   device: torch.device | str) -> torch.Tensor:
+    """n training timesteps (n,) long in [0, T): uniform for power 1, else floor(T u^(1/power))."""
+    if power == 1:
+        return torch.randint(0, num_timesteps, (n,), generator=generator, device=device)
+    u = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    return (u ** (1 / power) * num_timesteps).long().clamp(max=num_timesteps - 1)
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -336,7 +352,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, resume: bool = True, progres
             # different numbers for one seed; on one device, a step's draws depend on (seed, step, rank) only.
             g = torch.Generator(device).manual_seed(seed)
             n = len(x0)
-            t = torch.randint(0, schedule.num_timesteps, (n,), generator=g, device=device)
+            t = draw_timesteps(n, schedule.num_timesteps, cfg.timestep_power, g, device)
             noise = torch.randn(x0.shape, generator=g, device=device)
             if stream is not None:  # a random mask of known frames per video; the loss is on the others
                 known = training_masks(n, model_cfg.frames, cfg.cond_drop, g, device)  # (B, T)

@@ -135,7 +135,12 @@ def test_cascade_writes_the_digit_asked_for(page):
 
 
 @pytest.mark.parametrize("request_, message", [
-    ({"model": "animator", "n": 2}, "trained only to animate a given digit"),
+    ({"model": "animator", "n": 2}, "trained only on the finished digit, so it cannot be asked for a video from "
+                                    "nothing"),
+    ({"model": "animator", "n": 1, "image": [0.0] * 784, "guidance": 2}, r"guidance 2 \(it needs videos from nothing\)"),
+    ({"model": "animator", "n": 2, "image": [[0.0] * 784] * 3}, "give one digit image, or n = 2 of them"),
+    ({"model": "cascade", "image": [0.0] * 784}, "the cascade draws its own digit"),
+    ({"model": "writer", "seed": "x"}, "seed must be a non-negative integer"),
     ({"model": "writer", "n": 0}, "n must be an integer"),
     ({"model": "writer", "sampler": "euler"}, "sampler must be one of"),
     ({"model": "writer", "digit": 12}, "digit must be an integer 0-9"),

@@ -110,7 +110,7 @@
     const status = el("span", {class: "tdw-status"});
     const output = el("div", {class: "tdw-output"});
     const message = el("div", {class: "tdw-message", role: "status"});
-    const inputs = controls.map((c) => c.querySelector("input, select") || c);
+    const inputs = controls.flatMap((c) => Array.from(c.querySelectorAll("input, select, button, canvas")));
     root.append(el("div", {class: "tdw-title", text: title}), el("div", {class: "tdw-controls"}, ...controls),
                 el("div", {class: "tdw-controls"}, go, progress, status), message, output);
     if (td.webAssemblyMissing()) {
@@ -135,7 +135,7 @@
         output.replaceChildren(shown);
         status.textContent = `done in ${((performance.now() - started) / 1000).toFixed(1)} s`;
       } catch (error) {
-        message.textContent = `Could not sample: ${error.message}`;
+        message.textContent = `Could not sample: ${String((error && error.message) || error)}`;
         status.textContent = "";
         progress.value = 0;
       } finally {
@@ -248,7 +248,7 @@
   function ablationWidget(root) {
     const digit = digitChoice("7"), seed = el("input", {type: "number", value: 0, min: 0, step: 1});
     samplingWidget(root, {
-      title: "The three ablation networks, live: the same noise, the same digit (DDIM-20, guidance 2)",
+      title: "The three ablation networks, live: the same noise, the same digit (DDIM-20; guidance 2 for a digit)",
       controls: [labelled("digit", digit), labelled("seed", seed)],
       run: async (onProgress) => {
         const rows = [];
@@ -265,8 +265,9 @@
 
   // ---- your own digit: draw, then animate ------------------------------------------------------------
 
-  /** The drawing made MNIST-like: ink's bounding box scaled to fit 20 x 20, placed in 28 x 28 with its
-   *  centre of mass at the centre (as MNIST's digits are). Returns 784 values in [0, 1], or null if blank. */
+  /** The drawing made MNIST-like: ink's bounding box scaled to fit 20 x 20, its ink rescaled so the darkest
+   *  pixel is 1 (shrinking thins the strokes), placed in 28 x 28 with its centre of mass at the centre as far
+   *  as the box stays inside (as tinydiff.drawing.digit_from_ink). Returns 784 values in [0, 1], or null. */
   function mnistLike(canvas) {
     const {width, height} = canvas;
     const pixels = canvas.getContext("2d").getImageData(0, 0, width, height).data;
@@ -287,15 +288,19 @@
     context.fillRect(0, 0, SIZE, SIZE);
     context.imageSmoothingQuality = "high";
     const sw = Math.max(1, Math.round(w * scale)), sh = Math.max(1, Math.round(h * scale));
-    context.drawImage(canvas, left, top, w, h, Math.floor((SIZE - sw) / 2), Math.floor((SIZE - sh) / 2), sw, sh);
+    const boxTop = Math.floor((SIZE - sh) / 2), boxLeft = Math.floor((SIZE - sw) / 2);
+    context.drawImage(canvas, left, top, w, h, boxLeft, boxTop, sw, sh);
     const grey = context.getImageData(0, 0, SIZE, SIZE).data;
     const ink = new Float32Array(SIZE * SIZE);
-    let mass = 0, my = 0, mx = 0;
+    let darkest = 0, mass = 0, my = 0, mx = 0;
+    for (let k = 0; k < ink.length; k++) darkest = Math.max(darkest, grey[4 * k]);
     for (let k = 0; k < ink.length; k++) {
-      ink[k] = grey[4 * k] / 255;
+      ink[k] = grey[4 * k] / darkest;
       mass += ink[k]; my += ink[k] * Math.floor(k / SIZE); mx += ink[k] * (k % SIZE);
     }
-    const dy = Math.round(SIZE / 2 - 0.5 - my / mass), dx = Math.round(SIZE / 2 - 0.5 - mx / mass);
+    const clamp = (v, low, high) => Math.min(high, Math.max(low, v));
+    const dy = clamp(Math.round(SIZE / 2 - 0.5 - my / mass), -boxTop, SIZE - boxTop - sh);
+    const dx = clamp(Math.round(SIZE / 2 - 0.5 - mx / mass), -boxLeft, SIZE - boxLeft - sw);
     const centred = new Float32Array(SIZE * SIZE);
     for (let y = 0; y < SIZE; y++) {
       for (let x = 0; x < SIZE; x++) {
@@ -319,8 +324,18 @@
       const box = pad.getBoundingClientRect();
       return [(event.clientX - box.left) * pad.width / box.width, (event.clientY - box.top) * pad.height / box.height];
     };
-    pad.addEventListener("pointerdown", (event) => { drawing = true; pad.setPointerCapture(event.pointerId); context.beginPath(); context.moveTo(...at(event)); context.lineTo(...at(event)); context.stroke(); });
-    pad.addEventListener("pointermove", (event) => { if (drawing) { context.lineTo(...at(event)); context.stroke(); } });
+    pad.addEventListener("pointerdown", (event) => {
+      if (pad.disabled) return; // set while the animator runs (samplingWidget disables every control)
+      drawing = true;
+      if (event.isTrusted) pad.setPointerCapture(event.pointerId); // keep the stroke when it leaves the pad
+      context.beginPath();
+      context.moveTo(...at(event));
+      context.lineTo(...at(event));
+      context.stroke();
+    });
+    pad.addEventListener("pointermove", (event) => {
+      if (drawing) { context.lineTo(...at(event)); context.stroke(); }
+    });
     ["pointerup", "pointercancel"].forEach((name) => pad.addEventListener(name, () => { drawing = false; }));
     const erase = el("button", {type: "button", text: "clear", onclick: clear});
     root.dataset.ready = "1";

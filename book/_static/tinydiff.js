@@ -101,6 +101,7 @@
    * x0_hat clipped to [-1, 1] before each step. Returns x_0.
    */
   async function reverse(denoise, sched, prediction, xT, {sampler = "ddim", steps = 20, eta = 0, rng, onStep}) {
+    if (!["x0", "eps", "v"].includes(prediction)) throw new Error(`unknown prediction target ${prediction}`);
     const visited = timesteps(sched.T, steps);
     let x = Float32Array.from(xT);
     let earlier = null; // DPM-Solver++(2M): the previous step's x0_hat and timestep
@@ -110,7 +111,7 @@
       const sa = sched.sa(t), sb = sched.sb(t);
       const x0 = new Float32Array(x.length), eps = new Float32Array(x.length);
       for (let k = 0; k < x.length; k++) {
-        let guess = prediction === "x0" ? out[k] : prediction === "eps" ? (x[k] - sb * out[k]) / sa : sa * x[k] - sb * out[k];
+        let guess = prediction === "x0" ? out[k] : prediction === "eps" ? (x[k] - sb * out[k]) / sa : sa * x[k] - sb * out[k]; // v
         guess = Math.min(1, Math.max(-1, guess)); // the data range
         x0[k] = guess;
         eps[k] = (x[k] - sa * guess) / sb; // the noise that takes the clipped x0_hat to x_t
@@ -273,9 +274,10 @@
 
   /** A finished digit as the condition: (28 x 28) values in [0, 1] (or 0..255) -> {-1, 1} ink (> half). */
   function conditionFrom(images, n, size) {
+    if (images.length !== 1 && images.length !== n) throw new Error(`give one digit image, or n = ${n} of them; got ${images.length}`);
     const condition = new Float32Array(n * size * size);
     for (let i = 0; i < n; i++) {
-      const image = images[i % images.length];
+      const image = images.length === 1 ? images[0] : images[i];
       if (!image || image.length !== size * size) throw new Error(`a digit image must hold ${size} x ${size} values`);
       const top = Math.max(...image) > 1 ? 255 : 1;
       for (let k = 0; k < size * size; k++) condition[i * size * size + k] = image[k] / top > 0.5 ? 1 : -1;
@@ -299,6 +301,22 @@
       while (d < prior.length - 1 && u >= prior[d]) u -= prior[d++];
       return d;
     });
+  }
+
+  const MODE_NAMES = {noise: ["videos from nothing", "a video from nothing (any digit)"],
+                      label: ["a class label", "a digit by its label"], image: ["the finished digit", "image-to-video"]};
+
+  /** Refuse what a network never trained on (tinydiff.pipeline.Pipeline._check_trained_for): the mode asked
+   *  for, and for guidance other than 1 the unconditional mode guidance pushes from (at 0, that one alone). */
+  function checkTrained(name, meta, mode, guidance) {
+    if (!meta.modes) return;
+    const needed = guidance === 0 ? ["noise"] : [mode, ...(guidance !== 1 ? ["noise"] : [])];
+    const missing = needed.filter((m) => !meta.modes.includes(m));
+    if (!missing.length) return;
+    const trained = meta.modes.map((m) => MODE_NAMES[m][0]).join(" and ");
+    const asked = missing.includes(mode) ? MODE_NAMES[mode][1] : `guidance ${guidance} (it needs videos from nothing)`;
+    const hint = meta.modes.length === 1 && meta.modes[0] === "image" && missing.includes(mode) ? '; model "cascade" generates from noise' : "";
+    throw new Error(`${name} was trained only on ${trained}, so it cannot be asked for ${asked}${hint}`);
   }
 
   /** One stage: n samples of `net`, from noise xT (or seeded noise). Returns model space. */
@@ -330,6 +348,7 @@
     if (!SAMPLERS.includes(sampler)) throw new Error(`sampler must be one of ${SAMPLERS.join(", ")}, got ${sampler}`);
     if (!(eta >= 0 && eta <= 1)) throw new Error(`eta must lie in [0, 1], got ${eta}`);
     if (guidance !== null && !Number.isFinite(guidance)) throw new Error(`guidance must be a number, got ${guidance}`);
+    if (!Number.isInteger(seed) || seed < 0) throw new Error(`seed must be a non-negative integer, got ${seed}`);
     await loadRuntime(); // the catalogue, too
     const rng = gaussian(seed);
     let labels = labelsFor(digit, n);
@@ -340,13 +359,17 @@
       const [drawer, writer] = await Promise.all(catalogue.cascade.map(network));
       // As tinydiff.cascade: any digit at guidance 1 (the default) draws a label from the training data's
       // digit frequencies first, then asks for it at guidance 1; guidance 0 is the drawer's unconditional mode.
-      let g = guidance === null ? (labels ? LABEL_GUIDANCE : 1) : guidance;
-      if (!labels && g === 1) labels = drawLabels(drawer.meta.label_prior, n, rng);
-      if (!labels && g !== 0) throw new Error("guidance needs something to guide toward: pass a digit");
+      if (image) throw new Error('the cascade draws its own digit; to animate an image, use model "animator"');
+      if (noise && !(noise.draw && noise.write)) throw new Error("the cascade's noise is {draw, write}, one per stage");
+      const g = guidance === null ? (labels ? LABEL_GUIDANCE : 1) : guidance;
+      if (labels && !drawer.meta.labels) throw new Error("this cascade's drawer has no labels and cannot be asked for a digit");
+      if (!labels && g === 1 && drawer.meta.labels && drawer.meta.label_prior) labels = drawLabels(drawer.meta.label_prior, n, rng);
+      if (!labels && g !== 1 && g !== 0) throw new Error("guidance needs something to guide toward: pass a digit");
+      checkTrained(catalogue.cascade[0], drawer.meta, labels ? "label" : "noise", labels ? g : 1);
       const drawn = await stage(drawer, n, {...options, labels: g === 0 ? null : labels, guidance: g,
                                             xT: noise && noise.draw, onStep: report("drawing")});
       const condition = new Float32Array(drawn.length); // binarised, as image-to-video's condition is
-      for (let k = 0; k < drawn.length; k++) condition[k] = (drawn[k] + 1) / 2 > 0.5 ? 1 : -1;
+      for (let k = 0; k < drawn.length; k++) condition[k] = Math.fround((drawn[k] + 1) / 2) > 0.5 ? 1 : -1;
       const written = await stage(writer, n, {condition, sampler: "ddim", steps: WRITE_STEPS, eta: 0, rng,
                                               xT: noise && noise.write, onStep: report("writing")});
       return {shape: [n, writer.meta.frames, writer.meta.size, writer.meta.size], data: toFrames(written)};
@@ -359,12 +382,11 @@
       if (!net.meta.conditional) throw new Error(`${model} takes no digit image; it generates from noise`);
       if (digit !== null) throw new Error("digit asks for a class when generating from noise; an image is animated as it is");
       condition = conditionFrom(Array.isArray(image) && image.length && image[0].length ? image : [image], n, size);
-    } else if (net.meta.modes && !net.meta.modes.includes(labels ? "label" : "noise")) {
-      throw new Error(`${model} was trained only to animate a given digit: pass an image, or use model "cascade"`);
     }
     if (labels && !net.meta.labels) throw new Error(`${model} was trained without labels, so it cannot be asked for a digit`);
     const g = guidance === null ? (labels ? LABEL_GUIDANCE : 1) : guidance;
     if (!labels && !condition && g !== 1 && g !== 0) throw new Error("guidance needs something to guide toward: a digit or an image");
+    checkTrained(model, net.meta, condition ? "image" : labels ? "label" : "noise", g);
     const x = await stage(net, n, {...options, condition, labels, guidance: g, xT: noise, onStep: report("sampling")});
     return {shape: [n, frames, size, size], data: toFrames(x)};
   }

@@ -135,3 +135,16 @@ def test_drawing_widget_animates_a_drawn_digit(browser):
     assert result["message"] == "" and result["canvases"] == 3
     _shot(browser, widget, "draw")
     assert _problems(browser) == []
+
+
+def test_without_webassembly_a_widget_says_so_and_stays_off(browser):
+    added = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.WebAssembly;"})
+    try:
+        _open(browser, "notebooks/03_video_extension.html")
+        state = call(browser, """(() => {
+            const root = document.querySelector('.tinydiff-live');
+            return {message: root.querySelector('.tdw-message').textContent, off: root.querySelector('.tdw-go').disabled};
+        })()""")
+    finally:
+        browser.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]})
+    assert state["off"] and "no WebAssembly" in state["message"]

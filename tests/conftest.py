@@ -4,6 +4,7 @@ shipped models on real digits skip unless TINYDIFF_DATA is set."""
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def fake_mnist(tmp_path_factory) -> Path:
     write_idx(raw, "train", *synthetic_digits(64, seed=1))
     write_idx(raw, "t10k", *synthetic_digits(16, seed=2))
     return root
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (tinydiff.web.chromium) for the browser tests; they skip without it, unless
+    $TINYDIFF_REQUIRE_BROWSER is set (CI sets it, and .ci/run installs Chromium)."""
+    from tinydiff.web import chromium
+
+    try:
+        driver = chromium()
+    except Exception as error:  # no selenium, no Chromium, or a driver that does not start
+        if os.environ.get("TINYDIFF_REQUIRE_BROWSER"):
+            raise
+        pytest.skip(f"no headless Chromium here: {error}")
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ $TINYDIFF_REQUIRE_BROWSER is set (CI sets it, and .ci/run installs Chromium).
 
 import base64
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -22,22 +21,13 @@ from tinydiff.data import load_mnist, writing_videos
 from tinydiff.metrics import frame_iou
 from tinydiff.schedule import NoiseSchedule
 from tinydiff.sampling import timesteps
-from tinydiff.web import (CARRIED, NETWORKS, _runtime_file, bare_page, browser_sample, call, chromium, python_noise,
+from tinydiff.web import (CARRIED, NETWORKS, _runtime_file, bare_page, browser_sample, call, python_noise,
                           write_assets)
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "book" / "_static"
 VENDOR = ROOT / "book" / "vendor" / "onnxruntime-web"
 SHAPE = (4, 1, 15, 28, 28)
-
-
-def _browser_or_skip():
-    try:
-        return chromium()
-    except Exception as error:  # no selenium, no Chromium, or a driver that does not start
-        if os.environ.get("TINYDIFF_REQUIRE_BROWSER"):
-            raise
-        pytest.skip(f"no headless Chromium here: {error}")
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +40,10 @@ def page_assets(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(page_assets):
+def page(page_assets, browser):
     """The browser on a page opened from disk that loads the book's scripts."""
-    browser = _browser_or_skip()
-    try:
-        browser.get(bare_page(page_assets, page_assets / "_static").as_uri())
-        yield browser
-    finally:
-        browser.quit()
+    browser.get(bare_page(page_assets, page_assets / "_static").as_uri())
+    return browser
 
 
 def test_the_runtime_files_are_checked_against_their_recorded_hashes(tmp_path):

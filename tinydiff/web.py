@@ -224,7 +224,9 @@ def python_noise(shape, seed: int):
     """The initial noise a Python pipeline draws for `seed` (`sampling.noise_generator`, then randn)."""
     import torch
 
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    from .sampling import noise_generator
+
+    return torch.randn(shape, generator=noise_generator(seed))
 
 
 # -- the bench's section ------------------------------------------------------------------------------------

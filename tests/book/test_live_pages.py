@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tinydiff.web import call, chromium
+from tinydiff.web import call
 
 BOOK = Path(__file__).resolve().parents[2] / "_build" / "html"
 PAGES = sorted(p for p in BOOK.rglob("*.html")
@@ -22,20 +22,6 @@ WIDGETS = {"notebooks/01_forward_diffusion.html": "noising", "notebooks/02_rever
            "notebooks/06_your_own_digit.html": "draw"}
 
 pytestmark = pytest.mark.skipif(not (BOOK / "index.html").exists(), reason="the book is not built (make run)")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        driver = chromium()
-    except Exception as error:
-        if os.environ.get("TINYDIFF_REQUIRE_BROWSER"):
-            raise
-        pytest.skip(f"no headless Chromium here: {error}")
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _problems(browser) -> list[str]:

@@ -5,10 +5,12 @@ import pytest
 import torch
 
 from tinydiff import ConfigError, InputError, Pipeline, VideoUNet, pretrained
-from tinydiff.ablation import (BATCH, TASKS, VIDEOS, load_measured, main, measure, per_video, sample, save_measured,
-                               summary)
+from tinydiff import ablation
+from tinydiff.ablation import (BATCH, TASKS, VIDEOS, load_measured, load_seeds, main, measure, measure_seeds, per_video,
+                               sample, save_measured, seed_table, seed_verdict, summary)
 from tinydiff.model import frames_reached, preset
-from tinydiff.registry import ABLATION, MODELS
+from tinydiff.registry import ABLATION, MODELS, recorded_sha256
+from tinydiff.ship import train_config
 from tinydiff.train import TrainConfig
 
 from .conftest import SureOfEvenCounts
@@ -176,3 +178,55 @@ def test_shipped_measurements_belong_to_the_shipped_weights():
 def pipe_path(name):
     from importlib import resources
     return resources.files("tinydiff") / "weights" / f"{name}.pt"
+
+
+def seed_results(values: dict) -> dict:
+    """Hand-made seed measurements: {name: [mean of seed 0, 1, 2]} of the unconditional 'consistent'."""
+    return {"settings": {}, "models": {name: {str(seed): {"sha256": "0" * 64, "unconditional": {"consistent": v}}
+                                              for seed, v in enumerate(means)} for name, means in values.items()}}
+
+
+def test_seed_verdict_compares_every_seed_with_every_seed():
+    results = seed_results({"a": [0.50, 0.60, 0.55], "b": [0.40, 0.45, 0.58], "c": [0.30, 0.35, 0.32]})
+    low, high, verdict = seed_verdict(results, "a", "b", "unconditional", "consistent")
+    assert (low, high) == pytest.approx((0.50 - 0.58, 0.60 - 0.40)) and verdict == "within the seed spread"
+    low, high, verdict = seed_verdict(results, "b", "c", "unconditional", "consistent")
+    assert (low, high) == pytest.approx((0.40 - 0.35, 0.58 - 0.30)) and verdict == "higher"
+    assert seed_verdict(results, "c", "a", "unconditional", "consistent")[2] == "lower"
+
+
+def test_seed_table_lists_each_seed_and_the_range():
+    table = seed_table(seed_results({"a": [0.50, 0.60, 0.55]}), [("unconditional", "consistent")])
+    header, _, row = table.splitlines()
+    assert header == "| measure | network | seed 0 | seed 1 | seed 2 | range |"
+    assert [cell.strip() for cell in row.strip("|").split("|")] == [
+        "unconditional, self-consistency", "a", "0.50", "0.60", "0.55", "0.10"]
+    with pytest.raises(InputError, match="no measure"):
+        seed_table(seed_results({"a": [0.5, 0.6, 0.5]}), [("unconditional", "colour")])
+
+
+def test_seed_measurements_are_refused_when_their_seed_zero_is_not_the_shipped_network(tmp_path):
+    path = tmp_path / "seeds.json"
+    results = {"settings": {"videos": VIDEOS, **ablation._fingerprint()},
+               "models": {name: {"0": {"sha256": recorded_sha256(name)}, "1": {"sha256": "1" * 64}} for name in ABLATION}}
+    path.write_text(json.dumps(results))
+    assert load_seeds(path)["models"]["ablation-attention"]["1"]["sha256"] == "1" * 64
+    results["models"]["ablation-attention"]["0"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(results))
+    with pytest.raises(ConfigError, match="not the shipped network"):
+        load_seeds(path)
+    path.write_text("{}")
+    with pytest.raises(ConfigError, match="make ablation-seeds"):
+        load_seeds(path)
+
+
+def test_seed_runs_change_the_recipe_in_its_seed_alone(tmp_path):
+    for name in ABLATION:
+        shipped_run, seeded = asdict(train_config(name, tmp_path)), asdict(train_config(name, tmp_path, seed=2))
+        assert seeded.pop("seed") == 2 and shipped_run.pop("seed") == 0
+        assert seeded == shipped_run
+
+
+def test_measuring_seeds_without_their_weights_says_how_to_train_them(tmp_path):
+    with pytest.raises(InputError, match="python -m tinydiff.ablation seeds"):
+        measure_seeds(tmp_path, classifier=None, heldout=None)

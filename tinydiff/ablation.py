@@ -12,7 +12,11 @@ bootstrap confidence intervals on the means; the shipped measurements (`MEASURED
     python -m tinydiff.ablation train     # `make ablation`: about 80 minutes on 2 CPU cores
     python -m tinydiff.ablation measure   # `make ablation-measure`: about 8 minutes; writes MEASURED
 
-produce (training records the new weights in the manifest, tinydiff/weights/manifest.json).
+produce (training records the new weights in the manifest, tinydiff/weights/manifest.json). Each shipped
+network was trained once, with seed 0; how far a second training run moves its means is measured by
+
+    python -m tinydiff.ablation seeds     # `make ablation-seeds`: the three recipes with seeds 1 and 2,
+                                          # measured like the shipped ones; writes SEEDS_MEASURED
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ TASKS: dict[str, dict] = {
 }
 VIDEOS, BATCH = 256, 16
 MEASURED = "ablation-measured.json"  # in tinydiff/weights/, beside the weights it was measured on
+# Training seeds beside the shipped networks' seed 0: each changes the initial weights, the data order and
+# every draw of training, so their spread is what "trained once" leaves unknown (chapter 4).
+EXTRA_SEEDS = (1, 2)
+SEEDS_MEASURED = "ablation-seeds.json"  # in tinydiff/weights/: the mean of every measure, per network and seed
 
 # per-video measure -> (column heading, format of the mean and its interval)
 COLUMNS = {
@@ -193,6 +201,115 @@ def summary(results: dict, task: str, columns=None, level: float = 0.95) -> str:
     return "\n".join(lines)
 
 
+def seed_run(name: str, seed: int, runs: str | Path = "runs") -> Path:
+    """The training folder of an ablation network retrained with another seed."""
+    return Path(runs) / "ablation-seeds" / f"{name}-seed{seed}"
+
+
+def train_seeds(runs: str | Path = "runs", seeds=EXTRA_SEEDS, data_root=None, progress: bool = True) -> dict:
+    """Train (or resume) every ablation network with its shipped recipe and each of `seeds` instead of 0.
+
+    Returns {(name, seed): SHA-256 of its EMA weights}, exported beside its checkpoint as NAME.pt.
+    """
+    from .checkpoint import export_weights
+    from .model import preset
+    from .ship import train_config
+    from .train import train
+
+    digests = {}
+    for seed in seeds:
+        for name in ABLATION:
+            folder = seed_run(name, seed, runs)
+            cfg = train_config(name, folder, data_root, seed=seed)
+            result = train(preset(MODELS[name].recipe.preset), cfg, progress=progress)
+            digests[name, seed] = export_weights(result.checkpoint, folder / f"{name}.pt")
+    return digests
+
+
+def means(results: dict) -> dict:
+    """`measure`'s (or `load_measured`'s) per-video values reduced to means: {name: {task: {measure: mean}}}."""
+    return {name: {task: {key: sum(values) / len(values) for key, values in model[task].items()} for task in TASKS}
+            for name, model in results["models"].items()}
+
+
+def measure_seeds(runs: str | Path, classifier, heldout, seeds=EXTRA_SEEDS, videos: int = VIDEOS,
+                  progress: bool = True) -> dict:
+    """Measure the networks `train_seeds` wrote on the shipped measurements' seeds and videos, beside the
+    shipped ones (seed 0, from MEASURED): {"settings": ..., "models": {name: {seed: {"sha256", task: {measure:
+    mean}}}}}, seeds as strings (JSON keys)."""
+    from .checkpoint import sha256
+
+    _check_videos(videos)
+    shipped = load_measured()
+    if shipped["settings"]["videos"] != videos:
+        raise InputError(f"the shipped networks were measured on {shipped['settings']['videos']} videos; "
+                         f"measure the seeds on as many, not {videos}")
+    models = {name: {"0": {"sha256": recorded_sha256(name), **task_means}}
+              for name, task_means in means(shipped).items() if name in ABLATION}
+    for seed in seeds:
+        files = {name: seed_run(name, seed, runs) / f"{name}.pt" for name in ABLATION}
+        missing = [str(path) for path in files.values() if not path.exists()]
+        if missing:
+            raise InputError(f"no trained weights at {', '.join(missing)}: train them first "
+                             "(python -m tinydiff.ablation seeds)")
+        pipes = {name: Pipeline.from_checkpoint(path, device="cpu") for name, path in files.items()}
+        for name, task_means in means(measure(pipes, classifier, heldout, videos, progress)).items():
+            models[name][str(seed)] = {"sha256": sha256(files[name]), **task_means}
+    return {"settings": {"videos": videos, **_fingerprint()}, "models": models}
+
+
+def load_seeds(path: str | Path | None = None) -> dict:
+    """The shipped measurements over training seeds (or those at `path`), checked to belong to the shipped
+    seed-0 weights, the classifier and the sampling settings."""
+    stale = "rerun `python -m tinydiff.ablation seeds` (make ablation-seeds)"
+    try:
+        if path is None:
+            with resources.as_file(resources.files("tinydiff") / "weights" / SEEDS_MEASURED) as shipped:
+                results = json.loads(shipped.read_text())
+        else:
+            results = json.loads(Path(path).read_text())
+        settings, models = results["settings"], results["models"]
+        zero = {name: models[name]["0"]["sha256"] for name in ABLATION}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"no readable seed measurements at {path or SEEDS_MEASURED} ({error}): {stale}") from error
+    for key, value in _fingerprint().items():
+        if settings.get(key) != value:
+            raise ConfigError(f"the seed measurements were taken with another {key}: {stale}")
+    for name, digest in zero.items():
+        if digest != recorded_sha256(name):
+            raise ConfigError(f"the seed measurements' seed 0 of {name!r} is not the shipped network: {stale}")
+    return results
+
+
+def seed_table(results: dict, measures) -> str:
+    """A markdown table: per (task, measure) and network, the mean of each training seed and their range."""
+    if not measures:
+        raise InputError("no measures to tabulate")
+    models = results["models"]
+    seeds = sorted(next(iter(models.values())), key=int)
+    rows = []
+    for task, key in measures:
+        if task not in TASKS or key not in COLUMNS:
+            raise InputError(f"no measure {key!r} of task {task!r}")
+        fmt = COLUMNS[key][1]
+        for name, model in models.items():
+            values = [model[seed][task][key] for seed in seeds]
+            rows.append([f"{task}, {COLUMNS[key][0]}", name, *(fmt.format(v) for v in values),
+                         fmt.format(max(values) - min(values))])
+    header = ["measure", "network", *(f"seed {seed}" for seed in seeds), "range"]
+    return "\n".join(markdown_table(header, rows))
+
+
+def seed_verdict(results: dict, better: str, worse: str, task: str, key: str) -> tuple[float, float, str]:
+    """Does `better` beat `worse` on one measure whatever the training seeds? Every seed of one against every
+    seed of the other: (smallest difference, largest, "higher" / "lower" when all differences share a sign,
+    else "within the seed spread")."""
+    models = results["models"]
+    differences = [a[task][key] - b[task][key] for a in models[better].values() for b in models[worse].values()]
+    low, high = min(differences), max(differences)
+    return low, high, "higher" if low > 0 else "lower" if high < 0 else "within the seed spread"
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
@@ -209,6 +326,11 @@ def _main(argv: list[str] | None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train the three networks with their recipes and export them into the package")
     p.add_argument("--runs", default="runs", help="folder for the training runs (default: runs)")
+    p = sub.add_parser("seeds", help=f"train the three recipes with seeds {', '.join(map(str, EXTRA_SEEDS))} "
+                       "(resuming) and measure them; writes the shipped seed measurements")
+    p.add_argument("--runs", default="runs", help="folder for the training runs (default: runs)")
+    p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
+    p.add_argument("--out", help="JSON file to write (default: the package's own, tinydiff/weights/" + SEEDS_MEASURED + ")")
     p = sub.add_parser("measure", help="measure the shipped networks and the writer; writes the shipped measurements")
     p.add_argument("--videos", type=int, default=VIDEOS, help=f"videos per model and task (default: {VIDEOS})")
     p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
@@ -219,6 +341,16 @@ def _main(argv: list[str] | None) -> int:
         for name in ABLATION:
             print(f"{name}: SHA-256 {train_and_ship(name, args.runs)}, recorded in the manifest")
         print("then measure them: python -m tinydiff.ablation measure")
+        return 0
+    if args.command == "seeds":
+        load_measured()  # the shipped seed-0 measurements must be current before an hour of training
+        for (name, seed), digest in train_seeds(args.runs, data_root=args.data_root).items():
+            print(f"{name}, seed {seed}: SHA-256 {digest}")
+        results = measure_seeds(args.runs, pretrained_classifier(), load_mnist("heldout", root=args.data_root))
+        out = Path(args.out) if args.out else weights / SEEDS_MEASURED
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(seed_table(results, [(task, key) for task in TASKS for key in ("iou", "read", "stable", "consistent")
+                                   if key != "iou" or task == "image-to-video"]))
         return 0
     _check_videos(args.videos)  # before minutes of loading and sampling
     heldout = load_mnist("heldout", root=args.data_root)

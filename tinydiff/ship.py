@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .checkpoint import export_weights, load_checkpoint
@@ -18,11 +18,13 @@ from .registry import MANIFEST, MODELS, TRAINED_ON, manifest, record, shipped, w
 from .train import TrainConfig, train
 
 
-def train_config(name: str, out_dir: str | Path, data_root=None):
-    """The TrainConfig of a shipped denoiser's recipe, writing to `out_dir`."""
+def train_config(name: str, out_dir: str | Path, data_root=None, **changes):
+    """The TrainConfig of a shipped denoiser's recipe, writing to `out_dir`; `changes` replace recipe fields
+    (chapter 4's spread over training seeds: `seed=1`)."""
     recipe = shipped(name).recipe
     if recipe is None:
         raise ConfigError(f"{name!r} is not a denoiser trained by tinydiff.train")
+    recipe = replace(recipe, **changes)
     return TrainConfig(out_dir=str(out_dir), data_root=data_root, **recipe.train_settings(), **TRAINED_ON)
 
 

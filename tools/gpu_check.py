@@ -14,6 +14,10 @@ Sections, each time-boxed (a failure or a timeout is printed, and the next secti
   tests      pytest tests/test_cuda.py, and beside it the other unit tests (modules that need a
              missing optional package are left out and named; failures are rerun with the GPU hidden)
   notebooks  each chapter notebook's wall time, executed side by side with nbclient
+  motion     (only when named, with a budget of its own: --sections motion --budget 540) the shipped motion
+             recipe trained on the GPU for many times its CPU steps, in fp32, judged on 32 held-out
+             sequences every --motion-every steps (10 given, 10 predicted, DDIM-10): what a GPU run of the
+             same recipe reaches (issue 26); the run resumes from $OUT/motion-gpu when called again
 A markdown summary goes to $OUT/gpu_check.md when OUT is set, else runs/gpu_check.md; it is rewritten
 after every figure, so a run stopped early keeps what it measured. The pytest and notebook logs lie
 beside it.
@@ -274,6 +278,44 @@ def section_sample(ctx: Context) -> None:
             finite = bool(torch.isfinite(videos).all())
             ctx.report.add("sample", f"DDIM-{steps}, {n} videos, {precision} on {ctx.device.type}",
                            f"{seconds:.2f} s ({n / seconds:.3g} videos/s){'' if finite else '; NON-FINITE output'}")
+
+
+# -- the motion recipe on the GPU -------------------------------------------------------------------
+
+
+def section_motion(ctx: Context) -> None:
+    from dataclasses import replace
+
+    from tinydiff.classifier import pretrained_classifier
+    from tinydiff.model import preset
+    from tinydiff.motion_eval import evaluate, heldout_sequences, predictor, summary
+    from tinydiff.motion_pipeline import MotionPipeline
+    from tinydiff.registry import shipped
+    from tinydiff.ship import train_config
+    from tinydiff.train import train
+
+    add = lambda m, v: ctx.report.add("motion", m, v)  # noqa: E731
+    recipe = shipped("motion").recipe
+    steps, every, sequences = (4, 2, 2) if ctx.smoke else (ctx.args.motion_steps, ctx.args.motion_every, 32)
+    # The recipe as shipped but planned for `steps` (its learning-rate schedule included), in fp32 on this device.
+    cfg = replace(train_config("motion", ctx.out / "motion-gpu", ctx.args.data_root), steps=steps,
+                  checkpoint_every=every, device=str(ctx.device), precision="fp32", threads=None)
+    add("recipe", f"{recipe.preset}, batch {recipe.batch_size}, lr {recipe.lr}, timestep power {recipe.timestep_power}; "
+                  f"planned {steps} steps (shipped: {recipe.steps} on 2 CPU cores)")
+    data, digits = heldout_sequences(sequences, 20, root=ctx.args.data_root)
+    classifier = pretrained_classifier()
+    step, seconds_per_chunk = 0, 0.0
+    while step < steps and ctx.section_left() > 2 * seconds_per_chunk + 10:
+        started = time.monotonic()
+        step = min(step + every, steps)
+        result = train(preset(recipe.preset), cfg, until=step, progress=False)
+        minutes = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["elapsed_s"] / 60
+        pipe = MotionPipeline.from_checkpoint(result.checkpoint, device=ctx.device)
+        s = summary(evaluate(predictor(pipe, 10), data, classifier, digits))
+        add(f"step {step} ({minutes:.1f} training min)",
+            f"MSE {s['mse']:.1f}, SSIM {s['ssim']:.3f}, identity {s['identity_ratio']:.2f} of the truth's "
+            f"({sequences} held-out sequences, DDIM-10)")
+        seconds_per_chunk = time.monotonic() - started
 
 
 # -- CPU vs CUDA agreement -------------------------------------------------------------------------
@@ -593,6 +635,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; runs on the CPU when there is no GPU")
     parser.add_argument("--sections", default="machine,train,sample,agree,tests,notebooks",
                         help="comma-separated sections to run, in this order")
+    parser.add_argument("--motion-steps", type=int, default=50_000,
+                        help="the motion section's planned training steps (default: 50000, 20 times the shipped run)")
+    parser.add_argument("--motion-every", type=int, default=2_500,
+                        help="the motion section judges the network every this many steps (default: 2500)")
     parser.add_argument("--run-notebook", type=Path, help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.run_notebook:
@@ -618,9 +664,10 @@ def main(argv: list[str] | None = None) -> int:
           f"summary in {out / 'gpu_check.md'}", flush=True)
     ctx.report.write()
 
-    boxes = {"machine": 30, "train": 75, "sample": 35, "agree": 60, "tests": 130, "notebooks": 10**6}
+    boxes = {"machine": 30, "train": 75, "sample": 35, "agree": 60, "tests": 130, "notebooks": 10**6, "motion": 10**6}
     functions = {"machine": section_machine, "train": section_train, "sample": section_sample,
-                 "agree": section_agree, "tests": section_tests, "notebooks": section_notebooks}
+                 "agree": section_agree, "tests": section_tests, "notebooks": section_notebooks,
+                 "motion": section_motion}
     for name in args.sections.split(","):
         if name not in functions:
             print(f"gpu_check: unknown section {name!r}; known: {', '.join(functions)}", file=sys.stderr)

@@ -17,8 +17,8 @@ BOOK = Path(__file__).resolve().parents[2] / "_build" / "html"
 PAGES = sorted(p for p in BOOK.rglob("*.html")
                if "_static" not in p.parts and p.name not in ("genindex.html", "search.html"))
 # page -> the live widget it holds
-WIDGETS = {"notebooks/01_forward_diffusion.html": "noising", "notebooks/02_reverse_diffusion.html": "sampler",
-           "notebooks/03_video_extension.html": "cascade", "notebooks/04_temporal_consistency.html": "ablation",
+WIDGETS = {"notebooks/01_forward_diffusion.html": "noising", "notebooks/02b_sampling.html": "sampler",
+           "notebooks/03b_generation.html": "cascade", "notebooks/04_temporal_consistency.html": "ablation",
            "notebooks/06_your_own_digit.html": "draw"}
 
 pytestmark = pytest.mark.skipif(not (BOOK / "index.html").exists(), reason="the book is not built (make run)")
@@ -94,8 +94,8 @@ SAMPLE = """(async () => {
 })()"""
 
 
-@pytest.mark.parametrize("page, canvases", [("notebooks/02_reverse_diffusion.html", 4),
-                                            ("notebooks/03_video_extension.html", 4),
+@pytest.mark.parametrize("page, canvases", [("notebooks/02b_sampling.html", 4),
+                                            ("notebooks/03b_generation.html", 4),
                                             ("notebooks/04_temporal_consistency.html", 12)])
 def test_sampling_widget_samples_in_the_page(browser, page, canvases):
     widget = _open(browser, page)
@@ -126,7 +126,7 @@ def test_drawing_widget_animates_a_drawn_digit(browser):
 def test_without_webassembly_a_widget_says_so_and_stays_off(browser):
     added = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": "delete window.WebAssembly;"})
     try:
-        _open(browser, "notebooks/03_video_extension.html")
+        _open(browser, "notebooks/03b_generation.html")
         state = call(browser, """(() => {
             const root = document.querySelector('.tinydiff-live');
             return {message: root.querySelector('.tdw-message').textContent, off: root.querySelector('.tdw-go').disabled};

@@ -203,21 +203,39 @@ def test_seed_table_lists_each_seed_and_the_range():
         "unconditional, self-consistency", "a", "0.50", "0.60", "0.55", "0.10"]
     with pytest.raises(InputError, match="no measure"):
         seed_table(seed_results({"a": [0.5, 0.6, 0.5]}), [("unconditional", "colour")])
+    with pytest.raises(InputError, match="no measure 'iou'"):  # measured for image-to-video only
+        seed_table(seed_results({"a": [0.5, 0.6, 0.5]}), [("unconditional", "iou")])
+    with pytest.raises(InputError, match="no seed measurements of d"):
+        seed_verdict(seed_results({"a": [0.5, 0.6, 0.5]}), "a", "d", "unconditional", "consistent")
 
 
-def test_seed_measurements_are_refused_when_their_seed_zero_is_not_the_shipped_network(tmp_path):
+def test_seed_measurements_join_the_shipped_networks_own_seed_and_are_refused_when_stale(tmp_path):
     path = tmp_path / "seeds.json"
-    results = {"settings": {"videos": VIDEOS, **ablation._fingerprint()},
-               "models": {name: {"0": {"sha256": recorded_sha256(name)}, "1": {"sha256": "1" * 64}} for name in ABLATION}}
+    retrained = {name: {"1": {"sha256": "1" * 64, **{task: {"read": 0.5} for task in TASKS}}} for name in ABLATION}
+    results = {"settings": {"videos": VIDEOS, **ablation._fingerprint()}, "models": retrained}
     path.write_text(json.dumps(results))
-    assert load_seeds(path)["models"]["ablation-attention"]["1"]["sha256"] == "1" * 64
-    results["models"]["ablation-attention"]["0"]["sha256"] = "0" * 64
+    loaded = load_seeds(path)["models"]["ablation-attention"]
+    assert list(loaded) == ["0", "1"] and loaded["1"]["unconditional"] == {"read": 0.5}
+    shipped = load_measured()["models"]["ablation-attention"]["unconditional"]["read"]
+    assert loaded["0"]["unconditional"]["read"] == pytest.approx(sum(shipped) / len(shipped))  # from MEASURED
+    for change, part in ((("settings", "videos"), "videos per task"), (("settings", "batch"), "another batch")):
+        stale = json.loads(json.dumps(results))
+        stale[change[0]][change[1]] = 3
+        path.write_text(json.dumps(stale))
+        with pytest.raises(ConfigError, match=part):
+            load_seeds(path)
+    del results["models"]["ablation-per-frame"]
     path.write_text(json.dumps(results))
-    with pytest.raises(ConfigError, match="not the shipped network"):
+    with pytest.raises(ConfigError, match="no retrained 'ablation-per-frame'"):
         load_seeds(path)
     path.write_text("{}")
     with pytest.raises(ConfigError, match="make ablation-seeds"):
         load_seeds(path)
+
+
+def test_task_means_by_hand():
+    assert ablation.task_means(hand_results())["ablation-per-frame"]["unconditional"] == pytest.approx(
+        {"read": 0.75, "flicker": 0.15})
 
 
 def test_seed_runs_change_the_recipe_in_its_seed_alone(tmp_path):
@@ -225,8 +243,15 @@ def test_seed_runs_change_the_recipe_in_its_seed_alone(tmp_path):
         shipped_run, seeded = asdict(train_config(name, tmp_path)), asdict(train_config(name, tmp_path, seed=2))
         assert seeded.pop("seed") == 2 and shipped_run.pop("seed") == 0
         assert seeded == shipped_run
+    with pytest.raises(ConfigError, match="no training setting sead"):
+        train_config("ablation-attention", tmp_path, sead=2)
 
 
 def test_measuring_seeds_without_their_weights_says_how_to_train_them(tmp_path):
     with pytest.raises(InputError, match="python -m tinydiff.ablation seeds"):
         measure_seeds(tmp_path, classifier=None, heldout=None)
+
+
+def test_a_shipped_networks_own_seed_is_not_trained_again(tmp_path):
+    with pytest.raises(InputError, match="seed 0 is ablation-per-frame's own"):
+        ablation.train_seeds(tmp_path, seeds=(0,))

@@ -51,6 +51,9 @@ MEASURED = "ablation-measured.json"  # in tinydiff/weights/, beside the weights 
 # Training seeds beside the shipped networks' seed 0: each changes the initial weights, the data order and
 # every draw of training, so their spread is what "trained once" leaves unknown (chapter 4).
 EXTRA_SEEDS = (1, 2)
+# What the seed table shows (chapter 4 and the command line): the measures chapter 4 draws conclusions from.
+SEED_MEASURES = (("image-to-video", "iou"), ("class-conditional", "read"), ("class-conditional", "stable"),
+                 ("class-conditional", "consistent"), ("unconditional", "stable"), ("unconditional", "consistent"))
 SEEDS_MEASURED = "ablation-seeds.json"  # in tinydiff/weights/: the mean of every measure, per network and seed
 
 # per-video measure -> (column heading, format of the mean and its interval)
@@ -156,23 +159,32 @@ def save_measured(results: dict, path: str | Path) -> None:
     Path(path).write_text(json.dumps({"settings": settings, "models": models}, indent=1) + "\n")
 
 
-def load_measured(path: str | Path | None = None) -> dict:
-    """The shipped measurements (or those at `path`), checked to belong to the weights, the classifier and
-    the sampling settings shipped now."""
-    stale = "rerun `python -m tinydiff.ablation measure` (make ablation-measure)"
+def _read_checked(filename: str, path, what: str, stale: str) -> dict:
+    """A measurements file (the package's own `filename`, or `path`): its JSON, checked to hold "settings" and
+    "models" and to match the classifier and sampling settings shipped now."""
     try:
         if path is None:
-            with resources.as_file(resources.files("tinydiff") / "weights" / MEASURED) as shipped:
+            with resources.as_file(resources.files("tinydiff") / "weights" / filename) as shipped:
                 results = json.loads(shipped.read_text())
         else:
             results = json.loads(Path(path).read_text())
         settings, models = results["settings"], results["models"]
+        if not isinstance(settings, dict) or not isinstance(models, dict):
+            raise TypeError("settings and models must be objects")
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"no readable ablation measurements at {path or MEASURED} ({error}): {stale}") from error
+        raise ConfigError(f"no readable {what} at {path or filename} ({error}): {stale}") from error
     for key, value in _fingerprint().items():
         if settings.get(key) != value:
-            raise ConfigError(f"the ablation measurements were taken with another {key}: {stale}")
-    for name, model in models.items():
+            raise ConfigError(f"the {what} were taken with another {key}: {stale}")
+    return results
+
+
+def load_measured(path: str | Path | None = None) -> dict:
+    """The shipped measurements (or those at `path`), checked to belong to the weights, the classifier and
+    the sampling settings shipped now."""
+    stale = "rerun `python -m tinydiff.ablation measure` (make ablation-measure)"
+    results = _read_checked(MEASURED, path, "ablation measurements", stale)
+    for name, model in results["models"].items():
         if name not in MODELS or model.get("sha256") != recorded_sha256(name):
             raise ConfigError(f"the measurements of {name!r} were taken on other weights than those shipped: {stale}")
     return results
@@ -207,7 +219,7 @@ def seed_run(name: str, seed: int, runs: str | Path = "runs") -> Path:
 
 
 def train_seeds(runs: str | Path = "runs", seeds=EXTRA_SEEDS, data_root=None, progress: bool = True) -> dict:
-    """Train (or resume) every ablation network with its shipped recipe and each of `seeds` instead of 0.
+    """Train (or resume) every ablation network with its shipped recipe and each of `seeds` instead of its own.
 
     Returns {(name, seed): SHA-256 of its EMA weights}, exported beside its checkpoint as NAME.pt.
     """
@@ -219,33 +231,31 @@ def train_seeds(runs: str | Path = "runs", seeds=EXTRA_SEEDS, data_root=None, pr
     digests = {}
     for seed in seeds:
         for name in ABLATION:
+            if seed == MODELS[name].recipe.seed:
+                raise InputError(f"seed {seed} is {name}'s own: the shipped network already is that run")
             folder = seed_run(name, seed, runs)
-            cfg = train_config(name, folder, data_root, seed=seed)
-            result = train(preset(MODELS[name].recipe.preset), cfg, progress=progress)
+            result = train(preset(MODELS[name].recipe.preset), train_config(name, folder, data_root, seed=seed),
+                           progress=progress)
             digests[name, seed] = export_weights(result.checkpoint, folder / f"{name}.pt")
     return digests
 
 
-def means(results: dict) -> dict:
+def task_means(results: dict) -> dict:
     """`measure`'s (or `load_measured`'s) per-video values reduced to means: {name: {task: {measure: mean}}}."""
     return {name: {task: {key: sum(values) / len(values) for key, values in model[task].items()} for task in TASKS}
             for name, model in results["models"].items()}
 
 
-def measure_seeds(runs: str | Path, classifier, heldout, seeds=EXTRA_SEEDS, videos: int = VIDEOS,
-                  progress: bool = True) -> dict:
-    """Measure the networks `train_seeds` wrote on the shipped measurements' seeds and videos, beside the
-    shipped ones (seed 0, from MEASURED): {"settings": ..., "models": {name: {seed: {"sha256", task: {measure:
-    mean}}}}}, seeds as strings (JSON keys)."""
+def measure_seeds(runs: str | Path, classifier, heldout, seeds=EXTRA_SEEDS, progress: bool = True) -> dict:
+    """Measure the networks `train_seeds` wrote, on the shipped measurements' videos and seeds.
+
+    Returns {"settings": ..., "models": {name: {seed: {"sha256", task: {measure: mean}}}}}, seeds as strings
+    (JSON keys). The shipped networks' own seed is not in it: `load_seeds` takes it from MEASURED.
+    """
     from .checkpoint import sha256
 
-    _check_videos(videos)
-    shipped = load_measured()
-    if shipped["settings"]["videos"] != videos:
-        raise InputError(f"the shipped networks were measured on {shipped['settings']['videos']} videos; "
-                         f"measure the seeds on as many, not {videos}")
-    models = {name: {"0": {"sha256": recorded_sha256(name), **task_means}}
-              for name, task_means in means(shipped).items() if name in ABLATION}
+    videos = load_measured()["settings"]["videos"]
+    models = {name: {} for name in ABLATION}
     for seed in seeds:
         files = {name: seed_run(name, seed, runs) / f"{name}.pt" for name in ABLATION}
         missing = [str(path) for path in files.values() if not path.exists()]
@@ -253,44 +263,53 @@ def measure_seeds(runs: str | Path, classifier, heldout, seeds=EXTRA_SEEDS, vide
             raise InputError(f"no trained weights at {', '.join(missing)}: train them first "
                              "(python -m tinydiff.ablation seeds)")
         pipes = {name: Pipeline.from_checkpoint(path, device="cpu") for name, path in files.items()}
-        for name, task_means in means(measure(pipes, classifier, heldout, videos, progress)).items():
-            models[name][str(seed)] = {"sha256": sha256(files[name]), **task_means}
+        for name, means in task_means(measure(pipes, classifier, heldout, videos, progress)).items():
+            models[name][str(seed)] = {"sha256": sha256(files[name]), **means}
     return {"settings": {"videos": videos, **_fingerprint()}, "models": models}
 
 
 def load_seeds(path: str | Path | None = None) -> dict:
-    """The shipped measurements over training seeds (or those at `path`), checked to belong to the shipped
-    seed-0 weights, the classifier and the sampling settings."""
+    """The means of every measure per ablation network and training seed: the shipped networks (their own
+    seed, from MEASURED) and the retrained ones (SEEDS_MEASURED, or `path`), checked to be measured alike.
+
+    Returns {"settings": ..., "models": {name: {seed: {task: {measure: mean}}}}}, seeds as strings, in order.
+    """
     stale = "rerun `python -m tinydiff.ablation seeds` (make ablation-seeds)"
-    try:
-        if path is None:
-            with resources.as_file(resources.files("tinydiff") / "weights" / SEEDS_MEASURED) as shipped:
-                results = json.loads(shipped.read_text())
-        else:
-            results = json.loads(Path(path).read_text())
-        settings, models = results["settings"], results["models"]
-        zero = {name: models[name]["0"]["sha256"] for name in ABLATION}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"no readable seed measurements at {path or SEEDS_MEASURED} ({error}): {stale}") from error
-    for key, value in _fingerprint().items():
-        if settings.get(key) != value:
-            raise ConfigError(f"the seed measurements were taken with another {key}: {stale}")
-    for name, digest in zero.items():
-        if digest != recorded_sha256(name):
-            raise ConfigError(f"the seed measurements' seed 0 of {name!r} is not the shipped network: {stale}")
-    return results
+    shipped = load_measured()
+    results = _read_checked(SEEDS_MEASURED, path, "seed measurements", stale)
+    if results["settings"].get("videos") != shipped["settings"]["videos"]:
+        raise ConfigError(f"the seed measurements were taken on {results['settings'].get('videos')} videos per task, "
+                          f"the shipped ones on {shipped['settings']['videos']}: {stale}")
+    zero = task_means(shipped)
+    models = {}
+    for name in ABLATION:
+        retrained = results["models"].get(name)
+        if not retrained:
+            raise ConfigError(f"the seed measurements hold no retrained {name!r}: {stale}")
+        own = str(MODELS[name].recipe.seed)
+        models[name] = {own: zero[name], **{seed: {task: means[task] for task in TASKS}
+                                            for seed, means in retrained.items() if seed != own}}
+        models[name] = dict(sorted(models[name].items(), key=lambda item: int(item[0])))
+    if len({tuple(seeds) for seeds in models.values()}) != 1:
+        raise ConfigError(f"the networks were retrained with different seeds: {stale}")
+    return {"settings": results["settings"], "models": models}
+
+
+def _check_measure(results: dict, task: str, key: str) -> None:
+    measured = next(iter(next(iter(results["models"].values())).values())).get(task, {})
+    if task not in TASKS or key not in measured:
+        raise InputError(f"no measure {key!r} of task {task!r}; measured: {', '.join(measured) or 'none'}")
 
 
 def seed_table(results: dict, measures) -> str:
     """A markdown table: per (task, measure) and network, the mean of each training seed and their range."""
-    if not measures:
-        raise InputError("no measures to tabulate")
+    if not measures or not results.get("models"):
+        raise InputError("no measures or no networks to tabulate")
     models = results["models"]
-    seeds = sorted(next(iter(models.values())), key=int)
+    seeds = list(next(iter(models.values())))
     rows = []
     for task, key in measures:
-        if task not in TASKS or key not in COLUMNS:
-            raise InputError(f"no measure {key!r} of task {task!r}")
+        _check_measure(results, task, key)
         fmt = COLUMNS[key][1]
         for name, model in models.items():
             values = [model[seed][task][key] for seed in seeds]
@@ -300,12 +319,17 @@ def seed_table(results: dict, measures) -> str:
     return "\n".join(markdown_table(header, rows))
 
 
-def seed_verdict(results: dict, better: str, worse: str, task: str, key: str) -> tuple[float, float, str]:
-    """Does `better` beat `worse` on one measure whatever the training seeds? Every seed of one against every
-    seed of the other: (smallest difference, largest, "higher" / "lower" when all differences share a sign,
-    else "within the seed spread")."""
+def seed_verdict(results: dict, a: str, b: str, task: str, key: str) -> tuple[float, float, str]:
+    """Does network `a` differ from `b` on one measure whatever their training seeds? The difference a - b over
+    every pair (a seed of `a`, a seed of `b`): (smallest, largest, "higher" when every difference is above 0,
+    "lower" when every one is below, else "within the seed spread"). For flicker, vanishing ink and switches,
+    lower is better."""
+    missing = [name for name in (a, b) if name not in results.get("models", {})]
+    if missing:
+        raise InputError(f"no seed measurements of {', '.join(missing)}; measured: {', '.join(results.get('models', {}))}")
+    _check_measure(results, task, key)
     models = results["models"]
-    differences = [a[task][key] - b[task][key] for a in models[better].values() for b in models[worse].values()]
+    differences = [x[task][key] - y[task][key] for x in models[a].values() for y in models[b].values()]
     low, high = min(differences), max(differences)
     return low, high, "higher" if low > 0 else "lower" if high < 0 else "within the seed spread"
 
@@ -330,6 +354,8 @@ def _main(argv: list[str] | None) -> int:
                        "(resuming) and measure them; writes the shipped seed measurements")
     p.add_argument("--runs", default="runs", help="folder for the training runs (default: runs)")
     p.add_argument("--data-root", help="MNIST root (default: $TINYDIFF_DATA, else the per-user cache)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(EXTRA_SEEDS),
+                   help=f"training seeds (default: {' '.join(map(str, EXTRA_SEEDS))}); others already measured are kept")
     p.add_argument("--out", help="JSON file to write (default: the package's own, tinydiff/weights/" + SEEDS_MEASURED + ")")
     p = sub.add_parser("measure", help="measure the shipped networks and the writer; writes the shipped measurements")
     p.add_argument("--videos", type=int, default=VIDEOS, help=f"videos per model and task (default: {VIDEOS})")
@@ -343,14 +369,20 @@ def _main(argv: list[str] | None) -> int:
         print("then measure them: python -m tinydiff.ablation measure")
         return 0
     if args.command == "seeds":
-        load_measured()  # the shipped seed-0 measurements must be current before an hour of training
-        for (name, seed), digest in train_seeds(args.runs, data_root=args.data_root).items():
+        load_measured()  # the shipped measurements must be current before hours of training
+        for (name, seed), digest in train_seeds(args.runs, args.seeds, args.data_root).items():
             print(f"{name}, seed {seed}: SHA-256 {digest}")
-        results = measure_seeds(args.runs, pretrained_classifier(), load_mnist("heldout", root=args.data_root))
+        results = measure_seeds(args.runs, pretrained_classifier(), load_mnist("heldout", root=args.data_root),
+                                args.seeds)
         out = Path(args.out) if args.out else weights / SEEDS_MEASURED
+        try:  # keep the seeds measured before and not asked for now
+            earlier = _read_checked(SEEDS_MEASURED, out, "seed measurements", "")["models"]
+        except ConfigError:
+            earlier = {}
+        for name, seeds in results["models"].items():
+            results["models"][name] = dict(sorted({**earlier.get(name, {}), **seeds}.items(), key=lambda s: int(s[0])))
         out.write_text(json.dumps(results, indent=1) + "\n")
-        print(seed_table(results, [(task, key) for task in TASKS for key in ("iou", "read", "stable", "consistent")
-                                   if key != "iou" or task == "image-to-video"]))
+        print(seed_table(load_seeds(out), SEED_MEASURES))
         return 0
     _check_videos(args.videos)  # before minutes of loading and sampling
     heldout = load_mnist("heldout", root=args.data_root)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 
 from .checkpoint import export_weights, load_checkpoint
@@ -19,13 +19,16 @@ from .train import TrainConfig, train
 
 
 def train_config(name: str, out_dir: str | Path, data_root=None, **changes):
-    """The TrainConfig of a shipped denoiser's recipe, writing to `out_dir`; `changes` replace recipe fields
-    (chapter 4's spread over training seeds: `seed=1`)."""
+    """The TrainConfig of a shipped denoiser's recipe, writing to `out_dir`; `changes` replace any of its
+    fields (chapter 4's other training seeds: `seed=1`; a GPU run: `device="cuda", steps=...`)."""
     recipe = shipped(name).recipe
     if recipe is None:
         raise ConfigError(f"{name!r} is not a denoiser trained by tinydiff.train")
-    recipe = replace(recipe, **changes)
-    return TrainConfig(out_dir=str(out_dir), data_root=data_root, **recipe.train_settings(), **TRAINED_ON)
+    cfg = TrainConfig(out_dir=str(out_dir), data_root=data_root, **recipe.train_settings(), **TRAINED_ON)
+    unknown = sorted(set(changes) - {f.name for f in fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"no training setting {', '.join(unknown)}")
+    return replace(cfg, **changes)
 
 
 def train_and_ship(name: str, runs: str | Path = "runs", data_root=None, progress: bool = True) -> str:

@@ -14,10 +14,10 @@ Sections, each time-boxed (a failure or a timeout is printed, and the next secti
   tests      pytest tests/test_cuda.py, and beside it the other unit tests (modules that need a
              missing optional package are left out and named; failures are rerun with the GPU hidden)
   notebooks  each chapter notebook's wall time, executed side by side with nbclient
-  motion     (only when named, with a budget of its own: --sections motion --budget 540) the shipped motion
-             recipe trained on the GPU for many times its CPU steps, in fp32, judged on 32 held-out
-             sequences every --motion-every steps (10 given, 10 predicted, DDIM-10): what a GPU run of the
-             same recipe reaches (issue 26); the run resumes from $OUT/motion-gpu when called again
+  motion     (only when named, with a budget of its own: make gpu-motion) the shipped motion recipe in fp32,
+             its steps planned from a timed probe to fill the section's time box, judged on 32 held-out
+             sequences four times along the way (10 given, 10 predicted, DDIM-10): what a GPU run of the
+             same recipe reaches (issue 26); its checkpoints go to $OUT/motion-gpu
 A markdown summary goes to $OUT/gpu_check.md when OUT is set, else runs/gpu_check.md; it is rewritten
 after every figure, so a run stopped early keeps what it measured. The pytest and notebook logs lie
 beside it.
@@ -284,8 +284,7 @@ def section_sample(ctx: Context) -> None:
 
 
 def section_motion(ctx: Context) -> None:
-    from dataclasses import replace
-
+    from tinydiff.checkpoint import load_checkpoint
     from tinydiff.classifier import pretrained_classifier
     from tinydiff.model import preset
     from tinydiff.motion_eval import evaluate, heldout_sequences, predictor, summary
@@ -296,26 +295,41 @@ def section_motion(ctx: Context) -> None:
 
     add = lambda m, v: ctx.report.add("motion", m, v)  # noqa: E731
     recipe = shipped("motion").recipe
-    steps, every, sequences = (4, 2, 2) if ctx.smoke else (ctx.args.motion_steps, ctx.args.motion_every, 32)
-    # The recipe as shipped but planned for `steps` (its learning-rate schedule included), in fp32 on this device.
-    cfg = replace(train_config("motion", ctx.out / "motion-gpu", ctx.args.data_root), steps=steps,
-                  checkpoint_every=every, device=str(ctx.device), precision="fp32", threads=None)
-    add("recipe", f"{recipe.preset}, batch {recipe.batch_size}, lr {recipe.lr}, timestep power {recipe.timestep_power}; "
-                  f"planned {steps} steps (shipped: {recipe.steps} on 2 CPU cores)")
+    probe, sequences = (2, 2) if ctx.smoke else (100, 32)
+    folder = Path(tempfile.mkdtemp(prefix="motion-smoke-")) if ctx.smoke else ctx.out / "motion-gpu"
     data, digits = heldout_sequences(sequences, 20, root=ctx.args.data_root)
     classifier = pretrained_classifier()
-    step, seconds_per_chunk = 0, 0.0
-    while step < steps and ctx.section_left() > 2 * seconds_per_chunk + 10:
-        started = time.monotonic()
-        step = min(step + every, steps)
-        result = train(preset(recipe.preset), cfg, until=step, progress=False)
-        minutes = torch.load(result.checkpoint, map_location="cpu", weights_only=False)["elapsed_s"] / 60
-        pipe = MotionPipeline.from_checkpoint(result.checkpoint, device=ctx.device)
+
+    def run(steps: int, until: int) -> tuple[int, float]:
+        # The shipped recipe in fp32 on this device; `steps` plans its learning-rate schedule (a run may change
+        # its plan when it resumes: steps is not part of the recipe that resuming checks).
+        cfg = train_config("motion", folder, ctx.args.data_root, steps=steps, checkpoint_every=min(until, 250),
+                           device=str(ctx.device), precision="fp32", threads=None)
+        state = load_checkpoint(train(preset(recipe.preset), cfg, until=until, progress=False).checkpoint)
+        return state["step"], state["elapsed_s"]
+
+    def judge(step: int, seconds: float) -> None:
+        pipe = MotionPipeline.from_checkpoint(folder / "checkpoint.pt", device=ctx.device, precision="fp32")
         s = summary(evaluate(predictor(pipe, 10), data, classifier, digits))
-        add(f"step {step} ({minutes:.1f} training min)",
+        add(f"step {step} ({seconds / 60:.1f} training min)",
             f"MSE {s['mse']:.1f}, SSIM {s['ssim']:.3f}, identity {s['identity_ratio']:.2f} of the truth's "
             f"({sequences} held-out sequences, DDIM-10)")
-        seconds_per_chunk = time.monotonic() - started
+
+    # A probe of `probe` steps gives the step rate; then the run is planned to fill what is left of the box.
+    started = time.monotonic()
+    step, seconds = run(10 * probe, probe)
+    judge(step, seconds)
+    per_step, per_judge = seconds / max(step, 1), time.monotonic() - started - seconds
+    judgements = 4
+    steps = step + int((ctx.section_left() - judgements * (per_judge + 5) - 30) / per_step) if not ctx.smoke else 2 * probe
+    add("plan", f"{steps} steps ({per_step * 1e3:.0f} ms a step in fp32 on {ctx.device.type}; shipped: {recipe.steps} "
+                f"steps of {recipe.batch_size} on 2 CPU cores), judged {judgements} times")
+    for k in range(1, judgements + 1):
+        until = step + (steps - step) * k // judgements if k < judgements else steps
+        if until <= step:
+            continue
+        step, seconds = run(steps, until)
+        judge(step, seconds)
 
 
 # -- CPU vs CUDA agreement -------------------------------------------------------------------------
@@ -635,10 +649,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; runs on the CPU when there is no GPU")
     parser.add_argument("--sections", default="machine,train,sample,agree,tests,notebooks",
                         help="comma-separated sections to run, in this order")
-    parser.add_argument("--motion-steps", type=int, default=50_000,
-                        help="the motion section's planned training steps (default: 50000, 20 times the shipped run)")
-    parser.add_argument("--motion-every", type=int, default=2_500,
-                        help="the motion section judges the network every this many steps (default: 2500)")
     parser.add_argument("--run-notebook", type=Path, help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.run_notebook:

@@ -57,7 +57,7 @@ ablation: install
 ablation-measure: install
 	$(PY) -m tinydiff.ablation measure
 
-# The same three recipes trained with seeds 1 and 2 (about 130 minutes; runs/ablation-seeds, resuming) and
+# The same three recipes trained with seeds 1 and 2 (about 150 minutes; runs/ablation-seeds, resuming) and
 # measured like the shipped networks (about 12 minutes): the training-seed spread that chapter 4 prints.
 ablation-seeds: install
 	$(PY) -m tinydiff.ablation seeds

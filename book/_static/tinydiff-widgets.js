@@ -194,13 +194,13 @@
       const xt = td.noised(sched, x0, step, noise);
       canvases.forEach((canvas, f) => paint(canvas, xt, f * SIZE * SIZE, 2, true));
       const ab = sched.sa(step) ** 2;
-      readout.textContent = `t = ${step}: sqrt(alpha_bar) = ${Math.sqrt(ab).toFixed(3)}, SNR = ${(ab / (1 - ab)).toPrecision(3)}` +
+      readout.textContent = `t = ${step}: √ᾱ = ${Math.sqrt(ab).toFixed(3)}, SNR = ${(ab / (1 - ab)).toPrecision(3)}` +
         ` (${(performance.now() - started).toFixed(0)} ms)`;
       root.dataset.updateMs = (performance.now() - started).toFixed(2);
     };
     t.addEventListener("input", update);
     schedule.addEventListener("change", update);
-    root.append(el("div", {class: "tdw-title", text: "Forward noising, live: x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, every frame"}),
+    root.append(el("div", {class: "tdw-title", text: "Forward noising, live: xₜ = √ᾱₜ x₀ + √(1 − ᾱₜ) ε, the same ε at every t, every frame"}),
                 el("div", {class: "tdw-controls"}, labelled("t", t), labelled("schedule", schedule)),
                 readout, el("div", {class: "tdw-row tdw-strip"}, ...canvases));
     update();

@@ -7,7 +7,7 @@ import torch
 from tinydiff import ConfigError, InputError, Pipeline, VideoUNet, pretrained
 from tinydiff import ablation
 from tinydiff.ablation import (BATCH, TASKS, VIDEOS, load_measured, load_seeds, main, measure, measure_seeds, per_video,
-                               sample, save_measured, seed_table, seed_verdict, summary)
+                               sample, save_measured, seed_mean, seed_table, seed_verdict, summary)
 from tinydiff.model import frames_reached, preset
 from tinydiff.registry import ABLATION, MODELS, recorded_sha256
 from tinydiff.ship import train_config
@@ -193,6 +193,13 @@ def test_seed_verdict_compares_every_seed_with_every_seed():
     low, high, verdict = seed_verdict(results, "b", "c", "unconditional", "consistent")
     assert (low, high) == pytest.approx((0.40 - 0.35, 0.58 - 0.30)) and verdict == "higher"
     assert seed_verdict(results, "c", "a", "unconditional", "consistent")[2] == "lower"
+
+
+def test_seed_mean_averages_a_networks_seeds():
+    results = seed_results({"a": [0.50, 0.60, 0.55]})
+    assert seed_mean(results, "a", "unconditional", "consistent") == pytest.approx(1.65 / 3)
+    with pytest.raises(InputError, match="no seed measurements of d"):
+        seed_mean(results, "d", "unconditional", "consistent")
 
 
 def test_seed_table_lists_each_seed_and_the_range():

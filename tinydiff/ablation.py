@@ -319,16 +319,29 @@ def seed_table(results: dict, measures) -> str:
     return "\n".join(markdown_table(header, rows))
 
 
+def _seed_models(results: dict, *names: str) -> dict:
+    """The seed measurements of the named networks, refused with a one-line error when one is missing."""
+    missing = [name for name in names if name not in results.get("models", {})]
+    if missing:
+        raise InputError(f"no seed measurements of {', '.join(missing)}; measured: {', '.join(results.get('models', {}))}")
+    return results["models"]
+
+
+def seed_mean(results: dict, name: str, task: str, key: str) -> float:
+    """A network's mean of one measure over its training seeds."""
+    models = _seed_models(results, name)
+    _check_measure(results, task, key)
+    values = [seed[task][key] for seed in models[name].values()]
+    return sum(values) / len(values)
+
+
 def seed_verdict(results: dict, a: str, b: str, task: str, key: str) -> tuple[float, float, str]:
     """Does network `a` differ from `b` on one measure whatever their training seeds? The difference a - b over
     every pair (a seed of `a`, a seed of `b`): (smallest, largest, "higher" when every difference is above 0,
     "lower" when every one is below, else "within the seed spread"). For flicker, vanishing ink and switches,
     lower is better."""
-    missing = [name for name in (a, b) if name not in results.get("models", {})]
-    if missing:
-        raise InputError(f"no seed measurements of {', '.join(missing)}; measured: {', '.join(results.get('models', {}))}")
+    models = _seed_models(results, a, b)
     _check_measure(results, task, key)
-    models = results["models"]
     differences = [x[task][key] - y[task][key] for x in models[a].values() for y in models[b].values()]
     low, high = min(differences), max(differences)
     return low, high, "higher" if low > 0 else "lower" if high < 0 else "within the seed spread"
